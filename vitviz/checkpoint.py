@@ -1,0 +1,124 @@
+"""Checkpoint folders: safetensors weights + JSON, written atomically, never pickled.
+
+    <folder>/config.json               {"model": ViTConfig fields, "train": recipe, "labels": …}
+    <folder>/model.safetensors         weights of the last epoch (shipped folders: fp16)
+    <folder>/train_state.safetensors   run folders only: weights, optimizer tensors, and in the
+                                       header the epoch, scheduler, history (one atomic file)
+    <folder>/snapshots/epoch_NNN.safetensors   weights kept at chosen epochs (fp16)
+    <folder>/metrics.jsonl / metrics.json      per-epoch curve / the finished run's summary
+"""
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from vitviz.model import SegmentationViT, ViTConfig
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that cannot be used; the message is one line for the user."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over `path`: a reader
+    (or a crash) sees the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
+
+
+def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def half_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """fp16 copy of the floating-point weights (integer buffers such as BatchNorm counts stay)."""
+    return {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+
+
+def snapshot_path(folder: Path, epoch: int) -> Path:
+    return Path(folder) / "snapshots" / f"epoch_{epoch:03d}.safetensors"
+
+
+def list_snapshots(folder: str | os.PathLike) -> list[int]:
+    """Epochs with a saved weight snapshot, ascending."""
+    d = Path(folder) / "snapshots"
+    if not d.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in d.iterdir() if (m := re.fullmatch(r"epoch_(\d+)\.safetensors", p.name)))
+
+
+def read_config(folder: str | os.PathLike) -> dict:
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{folder}: no config.json, so this is not a checkpoint folder")
+    try:
+        config = json.loads(path.read_text())
+        ViTConfig.from_dict(config["model"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: unreadable model config ({e})") from None
+    return config
+
+
+def read_weights(folder: str | os.PathLike, epoch: int | None = None) -> dict[str, torch.Tensor]:
+    """Weights of `epoch` (a snapshot), or of the last epoch when `epoch` is None."""
+    folder = Path(folder)
+    try:
+        if epoch is not None:
+            path = snapshot_path(folder, epoch)
+            if not path.is_file():
+                raise CheckpointError(f"{folder}: no snapshot for epoch {epoch} (have {list_snapshots(folder)})")
+            return load_file(path)
+        if (folder / "model.safetensors").is_file():
+            return load_file(folder / "model.safetensors")
+        if (folder / "train_state.safetensors").is_file():
+            with safe_open(folder / "train_state.safetensors", "pt") as f:
+                return {k[len("model."):]: f.get_tensor(k) for k in f.keys() if k.startswith("model.")}
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{folder}: weights file is unreadable ({e})") from None
+    raise CheckpointError(f"{folder}: no model.safetensors or train_state.safetensors")
+
+
+def load_model(folder: str | os.PathLike, epoch: int | None = None, device: str | torch.device = "cpu") -> SegmentationViT:
+    """Build the model from config.json and load its weights (fp32, eval mode)."""
+    cfg = ViTConfig.from_dict(read_config(folder)["model"])
+    model = SegmentationViT(cfg)
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in read_weights(folder, epoch).items()}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise CheckpointError(f"{folder}: weights do not match config.json ({first})") from None
+    return model.to(device).eval()

@@ -1,0 +1,339 @@
+"""Train a segmentation ViT: `python -m vitviz.train --preset seed-small --data-root ../shared/data`.
+
+The run folder is the source of truth. After every epoch it holds, each file written atomically:
+the training state (weights, optimizer, scheduler, history) in one safetensors file, the metrics
+curve, and, at chosen epochs, a weight snapshot. `--resume RUN` continues exactly where the last
+finished epoch left off; SIGINT/SIGTERM stop after the current step, keeping that epoch. Runs
+unchanged under `torchrun --nproc_per_node N` (DistributedDataParallel; gloo on CPU, nccl on GPU).
+"""
+
+import argparse
+import json
+import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from safetensors import safe_open
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from vitviz import checkpoint as ckpt
+from vitviz.cli import add_dataclass_flags, overrides
+from vitviz.data import IGNORE, SPECIES, PetDataset, breed_names, resolve_root
+from vitviz.metrics import confusion, summarize
+from vitviz.model import SegmentationViT, ViTConfig
+from vitviz.presets import PRESETS, TrainConfig, preset
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"{device.type} ({torch.get_num_threads()} threads)"
+
+
+def lr_factor(cfg: TrainConfig, epochs_done: float) -> float:
+    """Learning-rate multiplier after `epochs_done` (fractional) epochs."""
+    if cfg.schedule == "step":
+        return cfg.gamma ** int(epochs_done // cfg.step_size)
+    if epochs_done < cfg.warmup_epochs:
+        return (epochs_done + 1e-3) / cfg.warmup_epochs
+    t = (epochs_done - cfg.warmup_epochs) / max(1e-9, cfg.epochs - cfg.warmup_epochs)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # AdamW: no decay on biases, norms, embeddings and tokens (1-D or position tables).
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "pos_embed" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "pos_embed" not in n)]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def num_classes_for(cfg: TrainConfig, root: Path) -> int:
+    return len(SPECIES) if cfg.class_labels == "species" else len(breed_names(root))
+
+
+def git_commit() -> str:
+    try:
+        here = Path(__file__).resolve().parent
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+# --- training state: one atomic safetensors file --------------------------------------------------
+
+def save_train_state(run: Path, model, optimizer, scheduler, epoch: int, history: list[dict]) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for idx, state in opt["state"].items():
+        for name, value in state.items():
+            tensors[f"optim.{idx}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    meta = {"epoch": str(epoch), "param_groups": json.dumps(opt["param_groups"]),
+            "scheduler": json.dumps(scheduler.state_dict()), "history": json.dumps(history)}
+    ckpt.atomic_save_tensors(run / "train_state.safetensors", tensors, meta)
+
+
+def load_train_state(run: Path, model, optimizer, scheduler) -> tuple[int, list[dict]]:
+    path = run / "train_state.safetensors"
+    if not path.is_file():
+        return 0, []
+    with safe_open(path, "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, idx, name = k.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+    scheduler.load_state_dict(json.loads(meta["scheduler"]))
+    return int(meta["epoch"]), json.loads(meta["history"])
+
+
+# --- one epoch -----------------------------------------------------------------------------------
+
+def segmentation_loss(model_out, masks, labels, cfg: TrainConfig) -> torch.Tensor:
+    loss = torch.zeros((), device=masks.device)
+    if (masks != IGNORE).any():
+        loss = F.cross_entropy(model_out.mask_logits.float(), masks, ignore_index=IGNORE)
+    if model_out.class_logits is not None:
+        loss = loss + cfg.class_loss_weight * F.cross_entropy(model_out.class_logits.float(), labels)
+    return loss
+
+
+@torch.no_grad()
+def evaluate_model(model: SegmentationViT, loader: DataLoader, device: torch.device) -> dict:
+    """Loss and segmentation metrics over a loader, deterministic (eval mode, no augmentation)."""
+    model.eval()
+    conf = torch.zeros(3, 3, dtype=torch.long)
+    loss_sum, pixels = 0.0, 0
+    for images, masks, *_ in loader:
+        images, masks = images.to(device), masks.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(images).mask_logits.float()
+        n = (masks != IGNORE).sum().item()
+        loss_sum += F.cross_entropy(logits, masks, ignore_index=IGNORE, reduction="sum").item()
+        pixels += n
+        conf += confusion(logits.argmax(1), masks)
+    return {"loss": loss_sum / max(1, pixels), **summarize(conf)}
+
+
+class StopRequested:
+    """SIGINT/SIGTERM set a flag; the loop checks it after each step and stops cleanly."""
+
+    def __init__(self):
+        self.requested = False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+
+def write_progress(run: Path, **fields) -> None:
+    ckpt.atomic_write_json(run / "progress.json", {**fields, "pid": os.getpid(), "updated": time.time()})
+
+
+# --- the run ---------------------------------------------------------------------------------------
+
+def train(run: Path, model_cfg: ViTConfig, cfg: TrainConfig, data_root: str | None, device: torch.device,
+          workers: int = 2, compile_model: bool = False, command: str = "") -> dict:
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank = 0
+    if distributed:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        rank = dist.get_rank()
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    is_main = rank == 0
+
+    torch.manual_seed(cfg.seed)
+    model = SegmentationViT(model_cfg).to(device)
+    optimizer = make_optimizer(model, cfg)
+    root = resolve_root(data_root)
+    train_set = PetDataset(root, "trainval", model_cfg.image_size, cfg.augment,
+                           segmentation=not cfg.use_unlabeled, fraction=cfg.label_fraction)
+    val_set = PetDataset(root, cfg.val_split, model_cfg.image_size, "none")
+    steps_per_epoch = max(1, len(train_set) // (cfg.batch_size * (dist.get_world_size() if distributed else 1)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(cfg, it / steps_per_epoch))
+    start_epoch, history = load_train_state(run, model, optimizer, scheduler)
+    if start_epoch and is_main:
+        print(f"resuming {run} after epoch {start_epoch}")
+
+    train_model = torch.compile(model) if compile_model else model
+    if distributed:
+        train_model = DistributedDataParallel(train_model)
+    stop = StopRequested()
+    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=workers)
+    device_text = device_description(device)
+    commit = git_commit()  # the code this run started from
+    state = "finished"
+
+    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+        # Seeding per epoch makes shuffling, augmentation and dropout a function of the epoch,
+        # so a resumed run repeats exactly what an uninterrupted one would have done.
+        torch.manual_seed(cfg.seed * 100_003 + epoch)
+        sampler = DistributedSampler(train_set, seed=cfg.seed, drop_last=True) if distributed else None
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
+                            drop_last=True, num_workers=workers, persistent_workers=False,
+                            generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+        train_model.train()
+        t0, seen, loss_sum = time.time(), 0, 0.0
+        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not is_main, leave=False, dynamic_ncols=True)
+        last_write = 0.0
+        for step, (images, masks, breeds, species) in enumerate(bar, start=1):
+            images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+            labels = (species if cfg.class_labels == "species" else breeds).to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                out = train_model(images)
+            loss = segmentation_loss(out, masks, labels, cfg)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            seen += len(images)
+            loss_sum += loss.item() * len(images)
+            rate = seen / (time.time() - t0)
+            bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.1f}")
+            if is_main and time.time() - last_write > 1.0:
+                remaining = (cfg.epochs - epoch) * steps_per_epoch + (steps_per_epoch - step)
+                write_progress(run, state="running", epoch=epoch, epochs=cfg.epochs, step=step, steps=steps_per_epoch,
+                               images_per_s=rate, eta_s=remaining * cfg.batch_size / max(rate, 1e-9), device=device_text)
+                last_write = time.time()
+            if stop.requested:
+                break
+        if stop.requested:
+            state = "stopped"
+            if is_main:
+                print(f"stopped during epoch {epoch}; epoch {epoch - 1} is saved. Resume with --resume {run}")
+            break
+
+        train_seconds = time.time() - t0
+        if is_main:
+            row = {"epoch": epoch, "train_loss": loss_sum / max(1, seen), "lr": optimizer.param_groups[0]["lr"],
+                   "images_per_s": seen / train_seconds}
+            keep = epoch in cfg.snapshot_epochs or epoch == cfg.epochs
+            if keep or epoch % cfg.val_every == 0:
+                val = evaluate_model(model, val_loader, device)
+                row.update(val_loss=val["loss"], pixel_accuracy=val["pixel_accuracy"], iou=val["iou"], miou=val["miou"])
+            row["seconds"] = time.time() - t0
+            history.append(row)
+            save_train_state(run, model, optimizer, scheduler, epoch, history)
+            if keep:
+                ckpt.atomic_save_tensors(ckpt.snapshot_path(run, epoch), ckpt.half_state(model))
+            ckpt.atomic_write_bytes(run / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history).encode())
+            scores = (f"val loss {row['val_loss']:.4f}  pixel acc {row['pixel_accuracy']:.4f}  mIoU {row['miou']:.4f}  "
+                      if "miou" in row else "")
+            tqdm.write(f"epoch {epoch}: train loss {row['train_loss']:.4f}  {scores}"
+                       f"{row['images_per_s']:.1f} img/s  {row['seconds']:.1f} s")
+        if distributed:
+            dist.barrier()
+
+    summary = {}
+    if is_main:
+        last = history[-1] if history else {}
+        summary = {"command": command, "commit": commit, "device": device_text, "torch": torch.__version__,
+                   "wall_time_s": sum(r["seconds"] for r in history), "epochs_done": len(history),
+                   "parameters": model.num_params(), "final": {k: last.get(k) for k in ("pixel_accuracy", "miou", "iou")},
+                   "final_split": cfg.val_split, "curve": history}
+        if state == "finished":
+            ckpt.atomic_save_tensors(run / "model.safetensors", model.state_dict())
+            ckpt.atomic_write_json(run / "metrics.json", summary)
+        write_progress(run, state=state, epoch=len(history), epochs=cfg.epochs, device=device_text)
+    if distributed:
+        dist.destroy_process_group()
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vitviz.train", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--preset", default="seed-small", choices=list(PRESETS))
+    parser.add_argument("--data-root", default=None, help="dataset folder (or $VITVIZ_DATA)")
+    parser.add_argument("--download", action="store_true", help="fetch the official dataset into --data-root first")
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--name", default=None, help="run folder name (default: preset and time)")
+    parser.add_argument("--resume", default=None, metavar="RUN", help="continue the run in this folder")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    add_dataclass_flags(parser, ViTConfig, "model (overrides the preset)")
+    add_dataclass_flags(parser, TrainConfig, "recipe (overrides the preset)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    command = "python -m vitviz.train " + shlex.join(sys.argv[1:] if argv is None else argv)
+
+    try:
+        if args.download:
+            from vitviz.data import download
+            download(args.data_root or os.environ.get("VITVIZ_DATA") or "data")
+        if args.resume:
+            run = Path(args.resume)
+            config = ckpt.read_config(run)
+            model_cfg = ViTConfig.from_dict(config["model"])
+            if args.epochs and args.epochs != config["train"]["epochs"]:  # train on for longer
+                config["train"]["epochs"] = args.epochs
+                ckpt.atomic_write_json(run / "config.json", config)
+            cfg = TrainConfig(**config["train"])
+            data_root = args.data_root or config.get("data_root")
+            command = config.get("command", command)
+        else:
+            model_cfg, cfg = preset(args.preset, overrides(args, ViTConfig), overrides(args, TrainConfig))
+            data_root = args.data_root
+            root = resolve_root(data_root)
+            if model_cfg.class_token and not model_cfg.num_classes:
+                model_cfg.num_classes = num_classes_for(cfg, root)
+            run = Path(args.runs_dir) / (args.name or f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+            if run.exists():
+                raise ValueError(f"{run} already exists: pass --resume {run} or another --name")
+            if int(os.environ.get("RANK", "0")) == 0:
+                labels = breed_names(root) if cfg.class_labels == "breed" else list(SPECIES)
+                ckpt.atomic_write_json(run / "config.json", {
+                    "model": model_cfg.to_dict(), "train": asdict(cfg), "preset": args.preset,
+                    "data_root": str(root.parent), "labels": labels if model_cfg.num_classes else [],
+                    "command": command})
+            data_root = str(root)
+    except (ValueError, FileNotFoundError, ckpt.CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    device = pick_device(args.device)
+    summary = train(run, model_cfg, cfg, data_root, device, workers=args.workers,
+                    compile_model=args.compile, command=command)
+    if summary:
+        print(json.dumps({k: summary[k] for k in ("final", "wall_time_s", "epochs_done", "device")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
