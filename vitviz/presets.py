@@ -58,7 +58,7 @@ PRESETS: dict[str, tuple[dict, dict]] = {
     "default": (
         dict(patch_size=8, patch_embed="convstem", embed_dim=192, depth=6, num_heads=6, dropout=0.1, head="mlp"),
         dict(epochs=100, batch_size=32, lr=6e-4, optimizer="adamw", weight_decay=0.05, schedule="cosine",
-             warmup_epochs=5, augment="strong", val_every=5, snapshot_epochs=[1, 2, 3, 5, 8, 13, 20, 35, 60])),
+             warmup_epochs=5, augment="strong", val_every=5, snapshot_epochs=[1, 2, 3, 5, 8, 13, 20, 35, 60]),
     ),
     # For tests and smoke runs: trains in seconds on generated data.
     "tiny": (dict(image_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, dropout=0.0),
