@@ -1,0 +1,106 @@
+"""One traced forward pass per (photo, checkpoint, epoch), cached: everything the views draw.
+
+A click never re-runs the model: the attention, shape and position views all read the
+`Analysis` computed here.
+"""
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vitviz.checkpoint import load_model, read_config
+from vitviz.model import SegmentationViT
+from vitviz.trace import Trace
+
+
+@dataclass
+class Analysis:
+    photo: np.ndarray  # (H0, W0, 3) uint8, the user's photo as uploaded (orientation applied)
+    image: torch.Tensor  # (3, S, S) in [0, 1]: the photo resized to the model's input size
+    trace: Trace  # every stage's tensor, and one (1, heads, T, T) attention tensor per layer
+    probs: torch.Tensor  # (C, S, S) class probabilities at model size
+    class_probs: torch.Tensor | None  # (K,) when the model has a class-token head
+    labels: list[str]  # names of the class-token head's classes
+    patch_size: int
+    has_class_token: bool
+
+    @property
+    def image_size(self) -> int:
+        return self.image.shape[-1]
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.image_size // self.patch_size, self.image_size // self.patch_size
+
+    def probs_at_photo_size(self) -> torch.Tensor:
+        """(C, H0, W0): probabilities resampled onto the photo's own size."""
+        h, w = self.photo.shape[:2]
+        return F.interpolate(self.probs[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+
+    def mask_at_photo_size(self) -> np.ndarray:
+        """(H0, W0) class index per pixel of the original photo."""
+        return self.probs_at_photo_size().argmax(0).numpy().astype(np.uint8)
+
+
+def photo_to_input(photo: np.ndarray, size: int) -> torch.Tensor:
+    """(H, W, 3) uint8 → (3, size, size) float in [0, 1]: the same bilinear, non-aspect-preserving
+    resize the model was trained with."""
+    x = torch.from_numpy(photo).permute(2, 0, 1).float()[None] / 255
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
+
+
+@torch.no_grad()
+def analyse(model: SegmentationViT, photo: np.ndarray, labels: list[str] | None = None) -> Analysis:
+    image = photo_to_input(photo, model.cfg.image_size)
+    trace = Trace()
+    out = model(image[None], trace)
+    class_probs = out.class_logits[0].softmax(-1) if out.class_logits is not None else None
+    return Analysis(photo, image, trace, out.mask_logits[0].softmax(0), class_probs, labels or [],
+                    model.cfg.patch_size, model.cfg.class_token)
+
+
+def photo_id(photo: np.ndarray) -> str:
+    return hashlib.sha1(photo.tobytes() + str(photo.shape).encode()).hexdigest()
+
+
+class ModelCache:
+    """Loaded models and analyses, bounded LRU, safe to share between the server's threads."""
+
+    def __init__(self, max_models: int = 6, max_analyses: int = 24):
+        self._models: OrderedDict = OrderedDict()
+        self._analyses: OrderedDict = OrderedDict()
+        self._max_models, self._max_analyses = max_models, max_analyses
+        self._lock = threading.Lock()
+
+    def model(self, folder: str | Path, epoch: int | None = None) -> SegmentationViT:
+        key = (str(Path(folder).resolve()), epoch)
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+        model = load_model(folder, epoch)
+        with self._lock:
+            self._models[key] = model
+            while len(self._models) > self._max_models:
+                self._models.popitem(last=False)
+        return model
+
+    def analysis(self, photo: np.ndarray, folder: str | Path, epoch: int | None = None) -> Analysis:
+        key = (photo_id(photo), str(Path(folder).resolve()), epoch)
+        with self._lock:
+            if key in self._analyses:
+                self._analyses.move_to_end(key)
+                return self._analyses[key]
+        labels = read_config(folder).get("labels", [])
+        result = analyse(self.model(folder, epoch), photo, labels)
+        with self._lock:
+            self._analyses[key] = result
+            while len(self._analyses) > self._max_analyses:
+                self._analyses.popitem(last=False)
+        return result
