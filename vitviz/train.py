@@ -313,10 +313,12 @@ def main(argv: list[str] | None = None) -> int:
             root = resolve_root(data_root)
             if model_cfg.class_token and not model_cfg.num_classes:
                 model_cfg.num_classes = num_classes_for(cfg, root)
+            if not args.name and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise ValueError("under torchrun pass --name, so every process writes to the same run")
             run = Path(args.runs_dir) / (args.name or f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
-            if run.exists():
-                raise ValueError(f"{run} already exists: pass --resume {run} or another --name")
-            if int(os.environ.get("RANK", "0")) == 0:
+            if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes
+                if run.exists():
+                    raise ValueError(f"{run} already exists: pass --resume {run} or another --name")
                 labels = breed_names(root) if cfg.class_labels == "breed" else list(SPECIES)
                 ckpt.atomic_write_json(run / "config.json", {
                     "model": model_cfg.to_dict(), "train": asdict(cfg), "preset": args.preset,

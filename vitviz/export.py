@@ -1,0 +1,66 @@
+"""Turn a finished run folder into a shipped checkpoint folder:
+`python -m vitviz.export runs/NAME checkpoints/NAME [--snapshots 1 2 3 …] [--int8-snapshots]`.
+
+Ships what the app needs and nothing else: config.json, fp16 final weights, the chosen weight
+snapshots (fp16, or row-wise int8 to stay within the repository's size budget) and metrics.json
+(command, commit, device, wall time, per-epoch curve, final test metrics). Optimizer state stays
+behind in the run folder.
+"""
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from vitviz import checkpoint as ckpt
+
+
+def export(run: Path, dest: Path, snapshots: list[int] | None = None, int8_snapshots: bool = False) -> Path:
+    run, dest = Path(run), Path(dest)
+    if not (run / "metrics.json").is_file():
+        raise ckpt.CheckpointError(f"{run}: no metrics.json, the run has not finished")
+    available = ckpt.list_snapshots(run)
+    chosen = available if snapshots is None else snapshots
+    missing = sorted(set(chosen) - set(available))
+    if missing:
+        raise ckpt.CheckpointError(f"{run}: no snapshots for epochs {missing} (have {available})")
+    staging = dest.with_name(f".{dest.name}.export")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    config = ckpt.read_config(run)
+    ckpt.atomic_write_json(staging / "config.json", config)
+    model = ckpt.load_model(run)
+    ckpt.atomic_save_tensors(staging / "model.safetensors", ckpt.half_state(model), {"format": "float16"})
+    for epoch in chosen:
+        snap = ckpt.load_model(run, epoch)
+        tensors, meta = ckpt.int8_state(snap) if int8_snapshots else (ckpt.half_state(snap), {"format": "float16"})
+        ckpt.atomic_save_tensors(ckpt.snapshot_path(staging, epoch), tensors, meta)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["shipped"] = {"weights": "float16", "snapshots": chosen,
+                          "snapshot_format": "int8-rowwise" if int8_snapshots else "float16"}
+    ckpt.atomic_write_json(staging / "metrics.json", metrics)
+    shutil.rmtree(dest, ignore_errors=True)
+    staging.rename(dest)
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vitviz.export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run")
+    parser.add_argument("dest")
+    parser.add_argument("--snapshots", type=int, nargs="*", default=None, help="epochs to ship (default: all)")
+    parser.add_argument("--int8-snapshots", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        out = export(Path(args.run), Path(args.dest), args.snapshots, args.int8_snapshots)
+    except ckpt.CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"{out}: {size / 2**20:.2f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
