@@ -138,7 +138,7 @@ class SegmentationViT(nn.Module):
 
         pos = self.pos_embed.table(grid)
         if pos is not None:
-            pos = pos.to(x.dtype)
+            pos = pos.to(device=x.device, dtype=x.dtype)  # sinusoidal tables are built on the CPU
             note(4, "position embedding", pos, "N D", self.pos_embed)
             x = x + pos
             note(5, "patch + position", x, "B N D")

@@ -311,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
             model_cfg, cfg = preset(args.preset, overrides(args, ViTConfig), overrides(args, TrainConfig))
             data_root = args.data_root
             root = resolve_root(data_root)
+            if cfg.use_unlabeled and not model_cfg.class_token:
+                raise ValueError("--use-unlabeled needs --class-token true: photos without a trimap only teach the class head")
             if model_cfg.class_token and not model_cfg.num_classes:
                 model_cfg.num_classes = num_classes_for(cfg, root)
             if not args.name and int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -1,0 +1,130 @@
+"""The app shell without a browser: finding checkpoints and examples, building the Blocks, and
+the Segment / Journey / Epochs tabs redrawing for an analysis key."""
+
+import shutil
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+
+from app import build_app
+from vitviz import sources
+from vitviz.inference import ModelCache
+from vitviz.ui import epochs, journey, segment
+from vitviz.ui.common import AnalysisKey, Context, PhotoStore
+
+PHOTO = np.random.default_rng(2).integers(0, 256, (45, 70, 3), dtype=np.uint8)
+
+
+def tab_labels(demo: gr.Blocks) -> list[str]:
+    return [block.label for block in demo.blocks.values() if isinstance(block, gr.Tab)]
+
+
+def test_the_app_builds_with_the_tiny_checkpoint_without_a_server(tiny_checkpoint, tmp_path):
+    demo = build_app(checkpoint=tiny_checkpoint, checkpoints_dir=tmp_path / "none", runs_dir=tiny_checkpoint.parent)
+    assert isinstance(demo, gr.Blocks) and not demo.is_running
+    assert tab_labels(demo) == ["Segment", "Tensor journey", "Position embeddings", "Attention", "Epochs"]
+
+
+def test_the_app_starts_without_any_checkpoint(tmp_path):
+    demo = build_app(checkpoint=tmp_path / "nothing", checkpoints_dir=tmp_path / "a", runs_dir=tmp_path / "b")
+    texts = [b.value for b in demo.blocks.values() if isinstance(b, gr.Markdown) and isinstance(b.value, str)]
+    assert any("No checkpoint found" in t for t in texts)
+
+
+def test_checkpoints_are_found_in_both_folders_and_the_default_falls_back(tiny_checkpoint, tmp_path):
+    shipped = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoint, shipped / "default")
+    (tmp_path / "runs" / "not-a-run").mkdir(parents=True)
+    found = sources.find_checkpoints(shipped, tiny_checkpoint.parent, tmp_path / "runs")
+    assert list(found) == ["checkpoints/default", f"{tiny_checkpoint.parent.name}/tiny"]
+    assert sources.default_checkpoint(shipped / "default", found) == (shipped / "default").resolve()
+    assert sources.default_checkpoint(tmp_path / "missing", found) == found["checkpoints/default"]
+    assert sources.default_checkpoint(tmp_path / "missing", {}) is None
+
+
+def test_the_epoch_picker_offers_the_final_weights_then_the_snapshots(tiny_checkpoint):
+    choices = sources.epoch_choices(tiny_checkpoint)
+    assert [value for _, value in choices] == [sources.FINAL, "1", "2"]
+    assert choices[0][0] == "final (epoch 2)"
+    assert [sources.parse_epoch(v) for _, v in choices] == [None, 1, 2]
+
+
+def test_dataset_examples_are_labeled_test_photos_read_in_place(tiny_data):
+    examples = sources.dataset_examples(tiny_data)
+    assert 1 <= len(examples) <= 8
+    root = (tiny_data / "oxford-iiit-pet").resolve()
+    for path, caption in examples:
+        assert path.is_file() and path.parent == root / "images" and caption
+        assert (root / "annotations" / "trimaps" / f"{path.stem}.png").is_file()
+    assert sources.dataset_examples(None) == []
+    with pytest.raises(FileNotFoundError):
+        sources.dataset_examples(tiny_data / "nowhere")
+
+
+def test_examples_that_cannot_be_read_are_left_out(tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    kept = sources.with_thumbnails(sources.bundled_examples() + [(broken, "broken")], size=64)
+    assert [caption for _, caption, _ in kept] == ["chelsea cat", "coffee cup", "generated blob"]
+    assert all(max(thumb.shape[:2]) <= 64 for _, _, thumb in kept)
+
+
+@pytest.fixture(scope="module")
+def tabs(tiny_checkpoint):
+    """The three tabs built in a Blocks, and a key for PHOTO on the tiny checkpoint at epoch 1."""
+    ctx = Context(ModelCache(), PhotoStore(), {"tiny": Path(tiny_checkpoint)})
+    with gr.Blocks():
+        ctx.analysis = gr.State(None)
+        refreshes = {name: module.build(ctx) for name, module in
+                     (("segment", segment), ("journey", journey), ("epochs", epochs))}
+    return ctx, refreshes, AnalysisKey(ctx.photos.put(PHOTO), str(tiny_checkpoint), 1)
+
+
+def test_every_tab_returns_one_value_per_output_with_and_without_an_analysis(tabs):
+    ctx, refreshes, key = tabs
+    inputs = {"segment": [0.5], "journey": [None], "epochs": []}
+    for name, refresh in refreshes.items():
+        for k in (key, None):
+            assert len(refresh.fn(k, *inputs[name])) == len(refresh.outputs), name
+
+
+def test_the_segment_tab_draws_the_overlay_at_the_photos_size(tabs):
+    ctx, refreshes, key = tabs
+    photo, overlay, shares, *maps, guess, note = refreshes["segment"].fn(key, 0.5)
+    assert overlay.shape == PHOTO.shape and photo.shape == PHOTO.shape
+    assert "70×45" in shares and len(maps) == 3
+    assert "no class-token head" in note
+
+
+def test_the_journey_tab_starts_on_the_centre_patch_and_lists_every_stage(tabs):
+    ctx, refreshes, key = tabs
+    patch, grid_photo, info, summary, rows, pictures, conv = refreshes["journey"].fn(key, None)
+    assert patch == 2 * 4 + 2  # the tiny model sees a 4×4 grid
+    assert grid_photo.shape == PHOTO.shape and "Patch 10" in info
+    assert len(rows) == len(ctx.analysis_for(key).trace.stages) + 1 == len(pictures)
+    assert "Max |linear − conv|" in conv
+
+
+def test_the_epochs_tab_shows_both_snapshots_and_a_gif(tabs):
+    ctx, refreshes, key = tabs
+    explanation, strip, slider, large, metrics, gif = refreshes["epochs"].fn(key)
+    assert [caption for _, caption in strip] == ["epoch 1", "epoch 2"]
+    assert slider["value"] == 1 and slider["maximum"] == 2  # the key asks for epoch 1
+    assert metrics.startswith("**Epoch 1**") and "8×8" in explanation
+    assert Path(gif["value"]).suffix == ".gif" and Path(gif["value"]).is_file()
+
+
+def test_a_class_token_run_with_one_snapshot(tiny_class_checkpoint):
+    ctx = Context(ModelCache(), PhotoStore(), {})
+    with gr.Blocks():
+        ctx.analysis = gr.State(None)
+        refresh_segment, refresh_epochs = segment.build(ctx), epochs.build(ctx)
+    key = AnalysisKey(ctx.photos.put(PHOTO), str(tiny_class_checkpoint), None)
+    _, strip, slider, *_ = refresh_epochs.fn(key)
+    assert len(strip) == 1 and slider == gr.update(visible=False)  # a slider needs two positions
+    *_, guess, note = refresh_segment.fn(key, 0.5)
+    assert guess["visible"] and len(guess["value"]) == 4  # the tiny dataset has 4 breeds
+    assert set(guess["value"]) == {"Tabby", "Siamese", "beagle", "pug"}
+    assert abs(sum(guess["value"].values()) - 1) < 1e-5

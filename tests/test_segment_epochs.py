@@ -1,0 +1,97 @@
+"""The Segment and Epochs views' computations: overlays at the photo's size, probability maps,
+guesses, metrics, snapshots and the GIF export."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vitviz.epochs import export_gif, metrics_text, overlay_frame, read_metrics, snapshot_analyses
+from vitviz.inference import ModelCache
+from vitviz.overlay import (CLASS_COLOURS, class_shares, colour_mask, legend_html, overlay_mask, probability_maps,
+                            top_guesses)
+
+PHOTO = np.random.default_rng(0).integers(0, 256, (53, 37, 3), dtype=np.uint8)  # odd, taller than wide
+
+
+@pytest.fixture(scope="module")
+def cache():
+    return ModelCache()
+
+
+def test_overlay_has_the_photos_size_and_the_class_colours():
+    mask = np.zeros((53, 37), np.uint8)
+    mask[10:20] = 1
+    mask[30:] = 2
+    solid = overlay_mask(PHOTO, mask, 1.0)
+    assert solid.shape == PHOTO.shape and solid.dtype == np.uint8
+    assert tuple(solid[0, 0]) == CLASS_COLOURS["pet"]
+    assert tuple(solid[15, 5]) == CLASS_COLOURS["background"]
+    assert tuple(solid[40, 36]) == CLASS_COLOURS["border"]
+    assert np.array_equal(overlay_mask(PHOTO, mask, 0.0), PHOTO)
+    half = overlay_mask(PHOTO, mask, 0.5).astype(int)
+    expected = (PHOTO.astype(int) + colour_mask(mask).astype(int)) / 2
+    assert np.abs(half - expected).max() <= 0.5
+    with pytest.raises(ValueError, match="differ in size"):
+        overlay_mask(PHOTO, mask[:-1], 0.5)
+
+
+def test_the_legend_names_every_class_in_its_colour():
+    html = legend_html()
+    for name, colour in CLASS_COLOURS.items():
+        assert name in html and f"rgb{colour}" in html
+
+
+def test_a_checkpoints_mask_and_maps_line_up_with_the_photo(tiny_checkpoint, cache):
+    analysis = cache.analysis(PHOTO, tiny_checkpoint)
+    mask = analysis.mask_at_photo_size()
+    assert mask.shape == PHOTO.shape[:2] and mask.max() < 3
+    maps = probability_maps(analysis.probs, PHOTO.shape, side=100)
+    assert list(maps) == ["pet", "background", "border"]
+    for picture in maps.values():
+        assert picture.shape[1] == round(100 * 37 / 53) and picture.shape[0] > 100  # map, then its colour bar
+    shares = class_shares(mask)
+    assert abs(sum(shares.values()) - 1) < 1e-9
+
+
+def test_top_guesses_are_sorted_and_named():
+    probs = torch.tensor([0.1, 0.05, 0.5, 0.2, 0.15])
+    guesses = top_guesses(probs, ["a", "b", "c", "d"], k=3)
+    assert list(guesses) == ["c", "d", "class 4"]
+    assert guesses["c"] == pytest.approx(0.5)
+
+
+def test_export_gif_writes_one_frame_per_picture(tmp_path):
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (40, 60, 3), dtype=np.uint8) for _ in range(4)]
+    path = export_gif(frames, ["epoch 1", "epoch 2", "epoch 3", "epoch 5"], tmp_path / "out" / "p.gif")
+    with Image.open(path) as gif:
+        assert gif.format == "GIF" and gif.n_frames == 4
+        assert gif.size == (60, 40 + 18)  # the label band sits on top of each frame
+    with pytest.raises(ValueError, match="one label per frame"):
+        export_gif(frames, ["epoch 1"], tmp_path / "bad.gif")
+
+
+def test_the_epochs_view_of_the_tiny_run_has_snapshots_1_and_2(tiny_checkpoint, cache):
+    analyses = snapshot_analyses(cache, PHOTO, tiny_checkpoint)
+    assert list(analyses) == [1, 2]
+    frame = overlay_frame(analyses[1], 0.5, max_side=20)
+    assert frame.shape == (20, 14, 3)
+    metrics = read_metrics(tiny_checkpoint)
+    assert set(metrics) == {1, 2} and "train_loss" in metrics[2]
+    text = metrics_text(2, metrics[2])
+    assert text.startswith("**Epoch 2**") and "pixel accuracy" in text and "mIoU" in text
+
+
+def test_metrics_come_from_the_finished_summary_when_there_is_no_jsonl(tmp_path):
+    curve = [{"epoch": 1, "train_loss": 1.2}, {"epoch": 2, "train_loss": 0.9, "val_loss": 0.8,
+                                                "pixel_accuracy": 0.7, "miou": 0.5, "iou": {"pet": 0.6}}]
+    (tmp_path / "metrics.json").write_text(json.dumps({"curve": curve}))
+    metrics = read_metrics(tmp_path)
+    assert metrics[2]["miou"] == 0.5
+    assert "not validated" in metrics_text(1, metrics[1])
+    assert "70.0%" in metrics_text(2, metrics[2]) and "pet 0.60" in metrics_text(2, metrics[2])
+    assert "no metrics" in metrics_text(3, metrics.get(3))
+    assert read_metrics(tmp_path / "missing") == {}

@@ -1,0 +1,376 @@
+"""What a clicked patch attends to, layer by layer and head by head (brief §2 and §5).
+
+Everything here reads the attention weights of one traced forward pass
+(`Analysis.trace.attentions`): one (1, heads, T, T) tensor per layer, each row a softmax that sums
+to 1. T is the number of patch tokens N, plus one class token at index 0 when the model has one.
+Nothing assumes a class token or a square grid: the grid is passed in or derived from T.
+
+The second half turns (rows, cols) maps into uint8 RGB pictures: colour maps, the heat map laid
+over the photo with the clicked patch outlined, labelled tiles, and a PNG scatter plot.
+No Gradio here, so every function can be tested and reused on its own.
+"""
+
+import math
+from typing import Literal, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+Direction = Literal["query", "key"]
+Scale = Literal["local", "global"]
+
+# ───────────────────────────── patches and clicks ─────────────────────────────
+
+
+def click_to_patch(x: float, y: float, width: int, height: int, grid: tuple[int, int]) -> int:
+    """Row-major index of the patch under a click at (x, y) on an image shown at width×height.
+
+    (x, y) is measured in the displayed image's pixels from its top-left corner, as
+    `gr.SelectData.index` reports it. The model sees the photo stretched to a square, so the
+    patch grid divides width and height evenly whatever the photo's aspect ratio.
+    """
+    rows, cols = grid
+    if width <= 0 or height <= 0:
+        raise ValueError(f"the image has no pixels ({width}x{height})")
+    if not (0 <= x <= width and 0 <= y <= height):
+        raise ValueError(f"the click at ({x}, {y}) is outside the {width}x{height} image")
+    # The far edge (x == width) is still the last column, not a column past the grid.
+    col = min(math.floor(x * cols / width), cols - 1)
+    row = min(math.floor(y * rows / height), rows - 1)
+    return row * cols + col
+
+
+def centre_patch(grid: tuple[int, int]) -> int:
+    """The patch in the middle of the grid: a sensible first patch before anyone clicks."""
+    rows, cols = grid
+    return (rows // 2) * cols + cols // 2
+
+
+def patch_box(patch: int, grid: tuple[int, int], width: int, height: int) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1), inclusive, of the pixels that `click_to_patch` maps to `patch`."""
+    rows, cols = grid
+    row, col = divmod(patch, cols)
+    x0, x1 = -(-col * width // cols), -(-(col + 1) * width // cols) - 1  # -(-a // b) is ceil(a / b)
+    y0, y1 = -(-row * height // rows), -(-(row + 1) * height // rows) - 1
+    return x0, y0, x1, y1
+
+
+# ───────────────────────────── attention slices ─────────────────────────────
+
+
+def token_grid(num_tokens: int, has_class_token: bool, grid: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(rows, cols) of the patch tokens among `num_tokens`; a square grid when `grid` is None."""
+    patches = num_tokens - int(has_class_token)
+    if grid is None:
+        side = math.isqrt(patches)
+        if side * side != patches:
+            raise ValueError(f"{patches} patch tokens do not form a square grid: pass grid=(rows, cols)")
+        return side, side
+    rows, cols = grid
+    if rows * cols != patches:
+        raise ValueError(f"grid {rows}x{cols} has {rows * cols} patches but the attention has {patches} patch tokens")
+    return rows, cols
+
+
+def per_head(weights: torch.Tensor) -> torch.Tensor:
+    """(1, heads, T, T) as traced, or already (heads, T, T) → (heads, T, T)."""
+    if weights.dim() == 4 and weights.shape[0] == 1:
+        return weights[0]
+    if weights.dim() == 3:
+        return weights
+    raise ValueError(f"expected attention of shape (1, heads, T, T) or (heads, T, T), got {tuple(weights.shape)}")
+
+
+def layer_weights(attentions: Sequence[torch.Tensor], layer: int) -> torch.Tensor:
+    """(heads, T, T) of `layer`, counted from 0."""
+    if not 0 <= layer < len(attentions):
+        raise ValueError(f"layer {layer} does not exist: the model has layers 0 to {len(attentions) - 1}")
+    return per_head(attentions[layer])
+
+
+def patch_slice(weights: torch.Tensor, patch: int, has_class_token: bool, direction: Direction = "query",
+                grid: tuple[int, int] | None = None) -> torch.Tensor:
+    """One patch's row or column of a (..., T, T) matrix, restricted to patch tokens → (..., rows, cols).
+
+    "query": the patch's row, what it attends to (sums to 1 with the class token).
+    "key": the patch's column, how much every patch attends to it.
+    """
+    rows, cols = token_grid(weights.shape[-1], has_class_token, grid)
+    if not 0 <= patch < rows * cols:
+        raise ValueError(f"patch {patch} is outside the {rows}x{cols} grid")
+    first = int(has_class_token)  # index of the first patch token
+    token = first + patch
+    if direction == "query":
+        line = weights[..., token, first:]
+    elif direction == "key":
+        line = weights[..., first:, token]
+    else:
+        raise ValueError(f"direction must be 'query' or 'key', got {direction!r}")
+    return line.reshape(*line.shape[:-1], rows, cols)
+
+
+def patch_attention(attentions: Sequence[torch.Tensor], layer: int, patch: int, has_class_token: bool,
+                    direction: Direction = "query", grid: tuple[int, int] | None = None) -> torch.Tensor:
+    """(heads, rows, cols): the clicked patch's attention in every head of one layer."""
+    return patch_slice(layer_weights(attentions, layer), patch, has_class_token, direction, grid)
+
+
+def class_token_attention(attentions: Sequence[torch.Tensor], layer: int,
+                          grid: tuple[int, int] | None = None) -> torch.Tensor:
+    """(heads, rows, cols): what the class token (index 0) attends to. Only for models that have one."""
+    weights = layer_weights(attentions, layer)
+    rows, cols = token_grid(weights.shape[-1], True, grid)
+    return weights[:, 0, 1:].reshape(-1, rows, cols)
+
+
+def attention_rollout(attentions: Sequence[torch.Tensor], residual: bool = True) -> torch.Tensor:
+    """(T, T) attention rollout (Abnar & Zuidema 2020): how much each output token draws on each input token.
+
+    Per layer: average the heads; with `residual`, add the identity for the skip connection and
+    renormalise the rows, i.e. 0.5·A + 0.5·I; then R = A_L · … · A_1. Rows of R sum to 1.
+    """
+    if not attentions:
+        raise ValueError("no attention layers to roll out")
+    rollout = None
+    for weights in attentions:
+        mixing = per_head(weights).double().mean(0)
+        if residual:
+            mixing = mixing + torch.eye(mixing.shape[-1], dtype=mixing.dtype)
+            mixing = mixing / mixing.sum(-1, keepdim=True)
+        rollout = mixing if rollout is None else mixing @ rollout
+    return rollout.float()
+
+
+def patch_distances(grid: tuple[int, int], patch_size: int) -> torch.Tensor:
+    """(N, N) distances in pixels of the model input between the centres of every two patches."""
+    rows, cols = grid
+    ys, xs = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
+    centres = (torch.stack([ys.flatten(), xs.flatten()], dim=1).double() + 0.5) * patch_size
+    return (centres[:, None, :] - centres[None, :, :]).norm(dim=-1)
+
+
+def mean_attention_distance(attentions: Sequence[torch.Tensor], grid: tuple[int, int], patch_size: int,
+                            has_class_token: bool) -> torch.Tensor:
+    """(layers, heads): the ViT paper's Figure 7 (right) for one image, in pixels of the model input.
+
+    For each query patch, the attention-weighted mean distance to the key patches (the class token
+    left out and the weights renormalised over patches), averaged over all query patches.
+    Small: the head looks locally, like a convolution; large: it mixes the whole image.
+    """
+    if not attentions:
+        raise ValueError("no attention layers to measure")
+    distances = patch_distances(grid, patch_size)
+    first = int(has_class_token)
+    per_layer = []
+    for weights in attentions:
+        heads = per_head(weights)
+        token_grid(heads.shape[-1], has_class_token, grid)  # checks that the grid fits
+        patch_to_patch = heads[:, first:, first:].double()
+        patch_to_patch = patch_to_patch / patch_to_patch.sum(-1, keepdim=True)
+        per_layer.append((patch_to_patch * distances).sum(-1).mean(-1))
+    return torch.stack(per_layer).float()
+
+
+def uniform_attention_distance(grid: tuple[int, int], patch_size: int) -> float:
+    """Mean attention distance of a head that attends equally to every patch: a reference level."""
+    return float(patch_distances(grid, patch_size).mean())
+
+
+def normalise_maps(maps: torch.Tensor, scale: Scale) -> torch.Tensor:
+    """Non-negative maps (..., rows, cols) → [0, 1] for display, zero staying zero.
+
+    "local": each map by its own maximum, to see where every head looks even when its weights
+    are small. "global": all maps by one shared maximum, to compare how strongly they focus.
+    """
+    if scale == "local":
+        peak = maps.amax(dim=(-2, -1), keepdim=True)
+    elif scale == "global":
+        peak = maps.max()
+    else:
+        raise ValueError(f"colour scale must be 'local' or 'global', got {scale!r}")
+    return maps / peak.clamp_min(1e-12)
+
+
+# ───────────────────────────── pictures ─────────────────────────────
+
+# Colour maps as evenly spaced stops, interpolated linearly (no matplotlib needed).
+VIRIDIS = np.array([(68, 1, 84), (71, 44, 122), (59, 81, 139), (44, 113, 142), (33, 144, 141),
+                    (39, 173, 129), (92, 200, 99), (170, 220, 50), (253, 231, 37)], dtype=np.float64)
+COOLWARM = np.array([(59, 76, 192), (124, 159, 249), (192, 212, 245), (221, 221, 221), (242, 203, 183),
+                     (238, 132, 104), (180, 4, 38)], dtype=np.float64)  # blue < 0 < red, grey at 0
+HEAD_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+                (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+OUTLINE = (255, 40, 40)
+
+
+def colourise(values: np.ndarray | torch.Tensor, stops: np.ndarray = VIRIDIS) -> np.ndarray:
+    """Values in [0, 1] (any shape) → uint8 RGB (..., 3) along the colour map `stops`."""
+    v = np.clip(np.asarray(values, dtype=np.float64), 0, 1) * (len(stops) - 1)
+    lower = np.minimum(np.floor(v).astype(int), len(stops) - 2)
+    frac = (v - lower)[..., None]
+    return np.round(stops[lower] * (1 - frac) + stops[lower + 1] * frac).astype(np.uint8)
+
+
+def signed_to_unit(values: np.ndarray | torch.Tensor, limit: float) -> np.ndarray:
+    """Map [-limit, limit] to [0, 1] so that 0 lands on the middle of a diverging colour map."""
+    return (np.asarray(values, dtype=np.float64) / max(limit, 1e-12) + 1) / 2
+
+
+def upsample_nearest(grid_map: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(rows, cols, ...) → (height, width, ...): every pixel takes its patch's value, the same
+    pixel → patch rule as `click_to_patch`, so the blocks show the model's real resolution."""
+    rows, cols = grid_map.shape[:2]
+    row_of_pixel = np.arange(height) * rows // height
+    col_of_pixel = np.arange(width) * cols // width
+    return grid_map[row_of_pixel[:, None], col_of_pixel[None, :]]
+
+
+def grid_map_image(values: np.ndarray, cell: int) -> np.ndarray:
+    """(rows, cols, 3) uint8 colours → an image with one `cell`×`cell` square per patch."""
+    return np.repeat(np.repeat(values, cell, axis=0), cell, axis=1)
+
+
+def fit_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """(height, width) shrunk (never enlarged) so that the longer side is at most `max_side`."""
+    factor = max_side / max(height, width)
+    if factor >= 1:
+        return height, width
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def fit_photo(photo: np.ndarray, max_side: int) -> np.ndarray:
+    """The photo resized to `fit_size`: what a view shows, and the size its clicks are measured in."""
+    h, w = fit_size(*photo.shape[:2], max_side)
+    if (h, w) == photo.shape[:2]:
+        return photo
+    return np.asarray(Image.fromarray(photo).resize((w, h), Image.Resampling.LANCZOS))
+
+
+def outline_patch(image: np.ndarray, patch: int, grid: tuple[int, int], colour=OUTLINE) -> np.ndarray:
+    """A copy of `image` with a rectangle around the pixels of `patch`."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = patch_box(patch, grid, w, h)
+    # An image smaller than the grid has patches without a pixel of their own: mark the nearest one.
+    x0, y0 = min(x0, w - 1), min(y0, h - 1)
+    box = (x0, y0, max(x0, x1), max(y0, y1))
+    picture = Image.fromarray(image)
+    ImageDraw.Draw(picture).rectangle(box, outline=colour, width=max(1, min(h, w) // 100))
+    return np.asarray(picture)
+
+
+def draw_patch_grid(image: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """A copy of `image` with faint lines between the patches, to show where clicks land."""
+    h, w = image.shape[:2]
+    rows, cols = grid
+    lined = image.astype(np.float64)
+    # The first pixel column (row) of every patch but the first; a set, as tiny images repeat some.
+    for x in {-(-col * w // cols) for col in range(1, cols)} - {w}:
+        lined[:, x] = lined[:, x] * 0.5 + 127
+    for y in {-(-row * h // rows) for row in range(1, rows)} - {h}:
+        lined[y, :] = lined[y, :] * 0.5 + 127
+    return lined.round().astype(np.uint8)
+
+
+def photo_with_patch(photo: np.ndarray, grid: tuple[int, int], patch: int | None) -> np.ndarray:
+    """The click target: the photo with its patch grid, and the chosen patch outlined."""
+    lined = draw_patch_grid(photo, grid)
+    return lined if patch is None else outline_patch(lined, patch, grid)
+
+
+def overlay(photo: np.ndarray, heat: np.ndarray | torch.Tensor, patch: int | None = None,
+            alpha: float = 0.6) -> np.ndarray:
+    """A (rows, cols) map in [0, 1], coloured and blended over the photo at the photo's own size,
+    with `patch` outlined."""
+    heat = np.asarray(heat, dtype=np.float64)
+    h, w = photo.shape[:2]
+    colours = colourise(upsample_nearest(heat, h, w))
+    blended = np.round(photo * (1 - alpha) + colours * alpha).astype(np.uint8)
+    return blended if patch is None else outline_patch(blended, patch, heat.shape)
+
+
+def font(size: int) -> ImageFont.FreeTypeFont:
+    """Pillow's bundled font: no font files or network needed."""
+    return ImageFont.load_default(size=size)
+
+
+def tile(images: Sequence[np.ndarray], labels: Sequence[str], columns: int, gap: int = 6) -> np.ndarray:
+    """Same-sized images laid out in a grid on white, each with its label above it."""
+    if not images:
+        raise ValueError("nothing to tile")
+    if len(labels) != len(images):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    h, w = images[0].shape[:2]
+    text = font(max(10, min(18, w // 8)))
+    label_h = text.size + 6
+    columns = max(1, min(columns, len(images)))
+    rows = -(-len(images) // columns)
+    sheet = Image.new("RGB", (columns * (w + gap) + gap, rows * (h + label_h + gap) + gap), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        row, col = divmod(i, columns)
+        x, y = gap + col * (w + gap), gap + row * (h + label_h + gap)
+        draw.text((x, y), label, fill="black", font=text)
+        sheet.paste(Image.fromarray(image), (x, y + label_h))
+    return np.asarray(sheet)
+
+
+def distance_figure(distances: torch.Tensor) -> go.Figure:
+    """Plotly scatter of mean attention distance: x = layer, y = pixels, one dot per head."""
+    layers, heads = distances.shape
+    figure = go.Figure()
+    for head in range(heads):
+        figure.add_trace(go.Scatter(
+            x=list(range(1, layers + 1)), y=distances[:, head].tolist(), mode="markers", name=f"head {head + 1}",
+            marker=dict(size=10, color="rgb({},{},{})".format(*HEAD_COLOURS[head % len(HEAD_COLOURS)])),
+            hovertemplate="layer %{x}, " + f"head {head + 1}" + ": %{y:.1f} px<extra></extra>"))
+    figure.update_layout(xaxis_title="layer", yaxis_title="mean attention distance (pixels)",
+                         xaxis=dict(tickmode="linear", dtick=1), yaxis=dict(rangemode="tozero"),
+                         margin=dict(l=60, r=20, t=30, b=50), height=380)
+    return figure
+
+
+def distance_scatter_png(distances: torch.Tensor, width: int = 640, height: int = 400) -> np.ndarray:
+    """The same scatter as `distance_figure`, drawn with Pillow, for a PNG download."""
+    layers, heads = distances.shape
+    picture = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(picture)
+    text = font(13)
+    left, right, top, bottom = 70, width - 110, 40, height - 50  # plot area; legend on the right
+    y_max = _nice_ceiling(float(distances.max()))
+
+    def to_pixel(layer: float, distance: float) -> tuple[float, float]:
+        x = left + (layer - 0.5) / layers * (right - left)
+        return x, bottom - distance / y_max * (bottom - top)
+
+    draw.line([(left, top), (left, bottom), (right, bottom)], fill="black")
+    for k in range(5):
+        value = y_max * k / 4
+        _, y = to_pixel(0.5, value)
+        draw.line([(left - 4, y), (left, y)], fill="black")
+        draw.text((left - 8, y), f"{value:g}", fill="black", font=text, anchor="rm")
+    for layer in range(1, layers + 1):
+        x, _ = to_pixel(layer, 0)
+        draw.line([(x, bottom), (x, bottom + 4)], fill="black")
+        draw.text((x, bottom + 8), str(layer), fill="black", font=text, anchor="mt")
+    draw.text(((left + right) / 2, height - 8), "layer", fill="black", font=text, anchor="mb")
+    draw.text((8, 8), "mean attention distance (pixels)", fill="black", font=text)
+    for head in range(heads):
+        colour = HEAD_COLOURS[head % len(HEAD_COLOURS)]
+        offset = (head - (heads - 1) / 2) * 0.25 / heads  # spread the heads a little so dots don't hide
+        for layer in range(layers):
+            x, y = to_pixel(layer + 1 + offset, float(distances[layer, head]))
+            draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour)
+        legend_y = top + 18 * head
+        draw.ellipse([right + 16, legend_y + 3, right + 24, legend_y + 11], fill=colour)
+        draw.text((right + 30, legend_y), f"head {head + 1}", fill="black", font=text)
+    return np.asarray(picture)
+
+
+def _nice_ceiling(value: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 × 10^k that is ≥ value: a round top for an axis."""
+    if value <= 0:
+        return 1.0
+    power = 10 ** math.floor(math.log10(value))
+    return next(step * power for step in (1, 2, 2.5, 5, 10) if step * power >= value)

@@ -1,0 +1,85 @@
+"""Where the app finds its checkpoints, their epochs, and its example photos."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from vitviz.attention_maps import fit_photo
+from vitviz.checkpoint import list_snapshots
+from vitviz.data import labeled, read_split, resolve_root
+from vitviz.epochs import read_metrics
+from vitviz.photos import PhotoError, load_photo_rgb
+
+EXAMPLES_DIR = Path(__file__).parent / "examples"
+BUNDLED_EXAMPLES = ("chelsea-cat.png", "coffee-cup.jpg", "generated-blob.png")
+FINAL = "final"  # the epoch choice meaning "the folder's last weights", not a snapshot
+
+
+def find_checkpoints(*dirs: str | os.PathLike) -> dict[str, Path]:
+    """Display name ("checkpoints/default", "runs/seed-small") → folder, for every direct
+    subfolder of `dirs` that holds a config.json, in the order of `dirs`, then by name."""
+    found: dict[str, Path] = {}
+    for d in map(Path, dirs):
+        if d.is_dir():
+            for folder in sorted(p for p in d.iterdir() if (p / "config.json").is_file()):
+                found[f"{d.name}/{folder.name}"] = folder.resolve()
+    return found
+
+
+def has_weights(folder: Path) -> bool:
+    return (folder / "model.safetensors").is_file() or (folder / "train_state.safetensors").is_file()
+
+
+def default_checkpoint(requested: str | os.PathLike, found: dict[str, Path]) -> Path | None:
+    """`requested` when it is a checkpoint folder; otherwise the first found folder that has
+    weights (a run that has not finished its first epoch has none yet), else the first found."""
+    requested = Path(requested)
+    if (requested / "config.json").is_file():
+        return requested.resolve()
+    with_weights = [f for f in found.values() if has_weights(f)]
+    return (with_weights or list(found.values()) or [None])[0]
+
+
+def epoch_choices(folder: Path | None) -> list[tuple[str, str]]:
+    """(label, value) pairs for the epoch picker: the final weights, then every snapshot."""
+    if folder is None:
+        return [(FINAL, FINAL)]
+    metrics = read_metrics(folder)
+    last = max(metrics, default=None)
+    if (folder / "model.safetensors").is_file():
+        final = f"final (epoch {last})" if last else FINAL
+    else:
+        final = f"latest saved (epoch {last}, still training)" if last else "latest saved"
+    return [(final, FINAL)] + [(f"epoch {e}", str(e)) for e in list_snapshots(folder)]
+
+
+def parse_epoch(choice: str | None) -> int | None:
+    """The epoch picker's value → a snapshot epoch, or None for the final weights."""
+    return None if choice in (None, "", FINAL) else int(choice)
+
+
+def bundled_examples() -> list[tuple[Path, str]]:
+    return [(EXAMPLES_DIR / name, name.rsplit(".", 1)[0].replace("-", " ")) for name in BUNDLED_EXAMPLES]
+
+
+def dataset_examples(data_root: str | os.PathLike | None, count: int = 8) -> list[tuple[Path, str]]:
+    """Up to `count` labeled test photos of the dataset at `data_root`, spread over the split
+    (so several breeds show up); read where they lie, never copied."""
+    if not data_root:
+        return []
+    root = resolve_root(data_root)
+    entries = labeled(root, read_split(root, "test"))
+    step = max(1, len(entries) // count)
+    return [(root / "images" / f"{e.name}.jpg", e.breed_name) for e in entries[::step][:count]]
+
+
+def with_thumbnails(examples: list[tuple[Path, str]], size: int = 160) -> list[tuple[Path, str, np.ndarray]]:
+    """(path, caption, small decoded copy) for the example gallery; unreadable files are left out."""
+    kept = []
+    for path, caption in examples:
+        try:
+            kept.append((path, caption, fit_photo(load_photo_rgb(path), size)))
+        except (PhotoError, OSError):
+            continue
+    return kept
