@@ -113,7 +113,8 @@ def test_class_token_model_classifies_and_segments():
 
 
 def test_mlp_head_and_conv_tokenizers_build_and_run():
-    for extra in (dict(head="mlp"), dict(patch_embed="conv"), dict(patch_embed="convstem")):
+    for extra in (dict(head="mlp"), dict(patch_embed="conv"), dict(patch_embed="convstem"),
+                  dict(patch_embed="convstem", head="skip")):
         model = SegmentationViT(ViTConfig(**SMALL, **extra)).eval()
         assert model(torch.randn(1, 3, 32, 32)).mask_logits.shape == (1, 3, 32, 32)
 
@@ -128,7 +129,21 @@ def test_trace_records_the_eight_steps_with_shapes_and_parameters():
 
 
 @pytest.mark.parametrize("bad", [dict(image_size=30), dict(embed_dim=30), dict(num_classes=3), dict(head="conv"),
+                                 dict(head="skip"),
                                  dict(patch_embed="pixels")])
 def test_invalid_configs_say_why(bad):
     with pytest.raises(ValueError):
         ViTConfig(**{**SMALL, **bad})
+
+
+def test_skip_decoder_trace_adds_up_and_keeps_attention_paths_equal():
+    torch.manual_seed(0)
+    model = SegmentationViT(ViTConfig(**SMALL, patch_embed="convstem", head="skip")).eval()
+    x = torch.randn(2, 3, 32, 32)
+    trace = Trace()
+    with torch.no_grad():
+        fast, slow = model(x), model(x, trace)
+    assert torch.allclose(fast.mask_logits, slow.mask_logits, atol=1e-5)
+    assert slow.mask_logits.shape == (2, 3, 32, 32)
+    assert sum(s.params for s in trace.stages) == model.num_params()
+    assert sorted({s.step for s in trace.stages}) == [1, 2, 3, 4, 5, 6, 7, 8]

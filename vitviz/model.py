@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from vitviz.attention import MultiHeadSelfAttention
+from vitviz.decoder import SkipDecoder
 from vitviz.patches import PATCH_EMBEDS, grid_size, unpatchify
 from vitviz.posembed import PositionEmbedding
 from vitviz.trace import Trace
@@ -38,13 +39,15 @@ class ViTConfig:
     pos_embed: str = "learned"  # "learned" | "sin1d" | "sin2d" | "none"
     class_token: bool = False
     num_classes: int = 0  # > 0 adds a classification head on the class token
-    head: str = "linear"  # segmentation head: "linear" (reference) | "mlp"
+    head: str = "linear"  # segmentation head: "linear" (reference) | "mlp" | "skip" (U-Net decoder)
 
     def __post_init__(self):
         if self.patch_embed not in PATCH_EMBEDS:
             raise ValueError(f"patch_embed must be one of {sorted(PATCH_EMBEDS)}, got {self.patch_embed!r}")
-        if self.head not in ("linear", "mlp"):
-            raise ValueError(f"head must be 'linear' or 'mlp', got {self.head!r}")
+        if self.head not in ("linear", "mlp", "skip"):
+            raise ValueError(f"head must be 'linear', 'mlp' or 'skip', got {self.head!r}")
+        if self.head == "skip" and self.patch_embed != "convstem":
+            raise ValueError("the skip head decodes with the conv stem's features: use patch_embed='convstem'")
         if self.num_classes and not self.class_token:
             raise ValueError("a classification head (num_classes > 0) needs class_token=True")
         grid_size((self.image_size, self.image_size), self.patch_size)
@@ -98,10 +101,14 @@ class Block(nn.Module):
         return x, weights
 
 
-def segmentation_head(kind: str, dim: int, out_features: int) -> nn.Module:
-    if kind == "linear":
-        return nn.Linear(dim, out_features)
-    return nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, out_features))
+def segmentation_head(cfg: ViTConfig, patch_embed: nn.Module) -> nn.Module:
+    """Per-patch heads map each token to its P·P·C block of logits; the skip decoder upsamples."""
+    out_features = cfg.patch_size**2 * cfg.out_channels
+    if cfg.head == "linear":
+        return nn.Linear(cfg.embed_dim, out_features)
+    if cfg.head == "mlp":
+        return nn.Sequential(nn.Linear(cfg.embed_dim, cfg.embed_dim), nn.GELU(), nn.Linear(cfg.embed_dim, out_features))
+    return SkipDecoder(cfg.embed_dim, patch_embed.widths[:-1], cfg.out_channels)
 
 
 class ViTOutput(NamedTuple):
@@ -119,7 +126,7 @@ class SegmentationViT(nn.Module):
         self.pos_embed = PositionEmbedding(cfg.pos_embed, cfg.grid, d, cfg.class_token)
         self.class_token = nn.Parameter(torch.zeros(1, 1, d)) if cfg.class_token else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
-        self.seg_head = segmentation_head(cfg.head, d, p * p * cfg.out_channels)
+        self.seg_head = segmentation_head(cfg, self.patch_embed)
         self.class_head = nn.Linear(d, cfg.num_classes) if cfg.num_classes else None
         self.apply(_init_weights)
         if self.class_token is not None:
@@ -134,7 +141,10 @@ class SegmentationViT(nn.Module):
         x = self.input_norm(images)
         note(1, "input BatchNorm", x, "B C H W", self.input_norm)
 
-        x = self.patch_embed(x, trace)  # (B, N, D); the tokenizer notes its own steps 2 and 3
+        if self.cfg.head == "skip":  # keep the conv stem's feature maps for the decoder
+            x, skips = self.patch_embed.forward_with_skips(x, trace)
+        else:
+            x = self.patch_embed(x, trace)  # (B, N, D); the tokenizer notes its own steps 2 and 3
 
         pos = self.pos_embed.table(grid)
         if pos is not None:
@@ -156,15 +166,19 @@ class SegmentationViT(nn.Module):
                 trace.attentions.append(weights.detach().float().cpu())
 
         n_cls = 1 if self.class_token is not None else 0
-        patch_logits = self.seg_head(x[:, n_cls:])
-        note(7, "output projection", patch_logits, "B N PPC", self.seg_head)
         class_logits = None
         if self.class_head is not None:
             class_logits = self.class_head(x[:, 0])
             note(7, "class head", class_logits, "B K", self.class_head)
 
-        mask = unpatchify(patch_logits, self.cfg.patch_size, grid)
-        note(8, "patches → mask", mask, "B C H W")
+        if self.cfg.head == "skip":
+            mask = self.seg_head(x[:, n_cls:], grid, skips, images.shape[-2:], trace)
+            note(8, "mask logits", mask, "B C H W", self.seg_head.out)
+        else:
+            patch_logits = self.seg_head(x[:, n_cls:])
+            note(7, "output projection", patch_logits, "B N PPC", self.seg_head)
+            mask = unpatchify(patch_logits, self.cfg.patch_size, grid)
+            note(8, "patches → mask", mask, "B C H W")
         return ViTOutput(mask, class_logits)
 
     def num_params(self) -> int:

@@ -83,23 +83,31 @@ class ConvStemPatchEmbed(nn.Module):
         if patch_size != 2**n_down or n_down < 1:
             raise ValueError("the conv stem needs a power-of-two patch size >= 2")
         self.patch_size = patch_size
-        widths = [embed_dim // 2 ** (n_down - i) for i in range(1, n_down)] + [embed_dim]
-        layers: list[nn.Module] = []
+        self.widths = [embed_dim // 2 ** (n_down - i) for i in range(1, n_down)] + [embed_dim]
+        self.stages = nn.ModuleList()
         c = in_channels
-        for i, width in enumerate(widths):
-            layers.append(nn.Conv2d(c, width, 3, stride=2, padding=1, bias=False))
-            if i < len(widths) - 1:  # the last conv is the projection itself
-                layers += [nn.BatchNorm2d(width), nn.GELU()]
+        for width in self.widths[:-1]:
+            self.stages.append(nn.Sequential(nn.Conv2d(c, width, 3, stride=2, padding=1, bias=False),
+                                             nn.BatchNorm2d(width), nn.GELU()))
             c = width
-        self.proj = nn.Sequential(*layers)
+        self.proj = nn.Conv2d(c, embed_dim, 3, stride=2, padding=1, bias=False)  # the last conv projects
 
-    def forward(self, images: torch.Tensor, trace=None) -> torch.Tensor:
-        x = self.proj(images)
+    def forward_with_skips(self, images: torch.Tensor, trace=None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Tokens (B, N, D), and every intermediate feature map (finest first) for a skip decoder."""
+        skips = []
+        x = images
+        for stage in self.stages:
+            x = stage(x)
+            skips.append(x)
+        x = self.proj(x)
         tokens = x.flatten(2).transpose(1, 2)
         if trace is not None:
-            trace.add(2, "conv stem", x, "B D gh gw", self.proj)
+            trace.add(2, "conv stem", x, "B D gh gw", self.stages, self.proj)
             trace.add(3, "flatten to tokens", tokens, "B N D")
-        return tokens
+        return tokens, skips
+
+    def forward(self, images: torch.Tensor, trace=None) -> torch.Tensor:
+        return self.forward_with_skips(images, trace)[0]
 
 
 PATCH_EMBEDS = {"linear": LinearPatchEmbed, "conv": ConvPatchEmbed, "convstem": ConvStemPatchEmbed}
