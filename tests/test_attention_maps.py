@@ -223,7 +223,6 @@ def test_tile_and_distance_pictures():
     sheet = am.tile([np.zeros((20, 30, 3), np.uint8)] * 5, [f"head {i}" for i in range(5)], columns=4)
     assert sheet.dtype == np.uint8 and sheet.shape[1] == 4 * 36 + 6
     distances = torch.tensor([[10.0, 20.0], [30.0, 40.0], [50.0, 60.0]])
-    assert am.distance_scatter_png(distances).shape == (400, 640, 3)
     assert len(am.distance_figure(distances).data) == 2  # one trace per head
 
 
@@ -256,9 +255,10 @@ def test_attention_tab_builds_and_refreshes(which, request):
     assert len(out) == len(refresh.outputs)
     patch, photo = out[0], out[1]
     assert patch == am.centre_patch((4, 4)) and photo.shape == (45, 61, 3)
-    assert out[-1].shape == (400, 640, 3)  # the distance chart as a PNG
-    class_note = out[6]
+    assert len(out[-1].data) == 2  # the distance chart: one trace per head
+    class_note, class_map = out[6], out[7]
     assert ("no class token" in class_note) == (which == "tiny_checkpoint")
+    assert class_map.visible == (which == "tiny_class_checkpoint")  # no empty box without a class token
 
     on_click = _handler(demo, "on_click")
     clicked = on_click(key, 2, "key", "global", gr.SelectData(None, {"index": [60, 0], "value": None}))

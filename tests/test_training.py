@@ -96,14 +96,17 @@ def test_existing_run_name_is_refused(tiny_data, tiny_checkpoint, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
-def test_sigterm_stops_cleanly_and_the_run_resumes(tiny_data, tmp_path):
+def test_sigterm_to_the_process_group_stops_cleanly_and_the_run_resumes(tiny_data, tmp_path):
+    """As a Ctrl-C or a job stop does: the signal reaches the DataLoader worker too."""
     run = tmp_path / "long"
-    cmd = [sys.executable, "-m", "vitviz.train", *tiny_args(tiny_data, tmp_path, "long", "--epochs", "500")]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    args = tiny_args(tiny_data, tmp_path, "long", "--epochs", "500")
+    args[args.index("--workers") + 1] = "1"
+    proc = subprocess.Popen([sys.executable, "-m", "vitviz.train", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     deadline = time.time() + 60
     while not (run / "metrics.jsonl").exists() and time.time() < deadline:
         time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert "stopped during epoch" in out

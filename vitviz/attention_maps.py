@@ -331,43 +331,6 @@ def distance_figure(distances: torch.Tensor) -> go.Figure:
     return figure
 
 
-def distance_scatter_png(distances: torch.Tensor, width: int = 640, height: int = 400) -> np.ndarray:
-    """The same scatter as `distance_figure`, drawn with Pillow, for a PNG download."""
-    layers, heads = distances.shape
-    picture = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(picture)
-    text = font(13)
-    left, right, top, bottom = 70, width - 110, 40, height - 50  # plot area; legend on the right
-    y_max = _nice_ceiling(float(distances.max()))
-
-    def to_pixel(layer: float, distance: float) -> tuple[float, float]:
-        x = left + (layer - 0.5) / layers * (right - left)
-        return x, bottom - distance / y_max * (bottom - top)
-
-    draw.line([(left, top), (left, bottom), (right, bottom)], fill="black")
-    for k in range(5):
-        value = y_max * k / 4
-        _, y = to_pixel(0.5, value)
-        draw.line([(left - 4, y), (left, y)], fill="black")
-        draw.text((left - 8, y), f"{value:g}", fill="black", font=text, anchor="rm")
-    for layer in range(1, layers + 1):
-        x, _ = to_pixel(layer, 0)
-        draw.line([(x, bottom), (x, bottom + 4)], fill="black")
-        draw.text((x, bottom + 8), str(layer), fill="black", font=text, anchor="mt")
-    draw.text(((left + right) / 2, height - 8), "layer", fill="black", font=text, anchor="mb")
-    draw.text((8, 8), "mean attention distance (pixels)", fill="black", font=text)
-    for head in range(heads):
-        colour = HEAD_COLOURS[head % len(HEAD_COLOURS)]
-        offset = (head - (heads - 1) / 2) * 0.25 / heads  # spread the heads a little so dots don't hide
-        for layer in range(layers):
-            x, y = to_pixel(layer + 1 + offset, float(distances[layer, head]))
-            draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour)
-        legend_y = top + 18 * head
-        draw.ellipse([right + 16, legend_y + 3, right + 24, legend_y + 11], fill=colour)
-        draw.text((right + 30, legend_y), f"head {head + 1}", fill="black", font=text)
-    return np.asarray(picture)
-
-
 def _nice_ceiling(value: float) -> float:
     """The smallest of 1, 2, 2.5, 5 × 10^k that is ≥ value: a round top for an axis."""
     if value <= 0:

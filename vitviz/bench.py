@@ -10,6 +10,7 @@ Absolute times are only meaningful on a GPU; on a CPU, read the ratios.
 """
 
 import argparse
+import importlib.util
 import json
 import platform
 import statistics
@@ -169,13 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         results["interactive"] = bench_interactive(args.checkpoint, repeats)
     else:
         results["interactive"] = {"skipped": f"no checkpoint at {args.checkpoint}"}
-    try:
-        import timm  # noqa: F401  (a benchmark-only dependency)
+    if importlib.util.find_spec("timm") is None:  # a benchmark-only dependency
+        results["training"] = {"skipped": "timm is not installed (pip install -r requirements-bench.txt)"}
+    else:
         presets = ["seed-small"] if args.quick else ["seed-small", "default", "seed"]
         results["training"] = [bench_training(p, 8 if p == "seed" else 32, 3 if args.quick else 5,
                                               2 if p == "seed" else 4, device) for p in presets]
-    except ImportError:
-        results["training"] = {"skipped": "timm is not installed (pip install -r requirements-bench.txt)"}
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=1) + "\n")

@@ -6,6 +6,7 @@
                                        header the epoch, scheduler, history (one atomic file)
     <folder>/snapshots/epoch_NNN.safetensors   weights kept at chosen epochs (fp16)
     <folder>/metrics.jsonl / metrics.json      per-epoch curve / the finished run's summary
+    <folder>/val_masks/epoch_NNN.png           run folders only: predicted masks of a few val photos
 """
 
 import json
@@ -44,6 +45,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_partial_writes(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of atomic writes whose writer was killed before the rename (in
+    `folder` and below) and return them; the files they were to replace are still whole."""
+    leftovers = [p for p in Path(folder).rglob(".*.tmp") if p.is_file()]
+    for p in leftovers:
+        p.unlink()
+    return leftovers
 
 
 def atomic_write_json(path: Path, obj) -> None:
@@ -139,9 +149,26 @@ def load_model(folder: str | os.PathLike, epoch: int | None = None, device: str 
     cfg = ViTConfig.from_dict(read_config(folder)["model"])
     model = SegmentationViT(cfg)
     weights = {k: v.float() if v.is_floating_point() else v for k, v in read_weights(folder, epoch).items()}
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as e:
-        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
-        raise CheckpointError(f"{folder}: weights do not match config.json ({first})") from None
+    problem = weights_mismatch(model.state_dict(), weights)
+    if problem:
+        raise CheckpointError(f"{folder}: weights do not match config.json ({problem})")
+    model.load_state_dict(weights)
     return model.to(device).eval()
+
+
+def weights_mismatch(expected: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]) -> str | None:
+    """Why `weights` cannot be loaded into a model whose state dict is `expected`, in a few words
+    (counts and the first name of each kind), or None when every name and shape matches."""
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    reshaped = [k for k in expected if k in weights and weights[k].shape != expected[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing, e.g. {missing[0]}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+    if reshaped:
+        k = reshaped[0]
+        problems.append(f"{len(reshaped)} of another shape, e.g. {k}: {tuple(weights[k].shape)} in the file, "
+                        f"{tuple(expected[k].shape)} in the model")
+    return "; ".join(problems) or None

@@ -77,7 +77,10 @@ def export_gif(frames: list[np.ndarray], labels: list[str], path: str | os.PathL
     frame stays three times as long so the final mask can be seen before the loop restarts."""
     if not frames or len(frames) != len(labels):
         raise ValueError(f"need one label per frame and at least one frame, got {len(frames)} frames, {len(labels)} labels")
-    images = [Image.fromarray(caption_band(frame, label)) for frame, label in zip(frames, labels)]
+    # Pillow's default palette search takes ~0.1 s a frame; the fast octree one is ~100× quicker
+    # and looks the same on these photo-and-mask frames.
+    images = [Image.fromarray(caption_band(frame, label)).quantize(256, method=Image.Quantize.FASTOCTREE)
+              for frame, label in zip(frames, labels)]
     durations = [frame_ms] * (len(images) - 1) + [3 * frame_ms]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,6 @@ import argparse
 import json
 import sys
 
-import torch
 from torch.utils.data import DataLoader
 
 from vitviz.checkpoint import CheckpointError, load_model

@@ -18,8 +18,8 @@ from vitviz import checkpoint as ckpt
 
 def export(run: Path, dest: Path, snapshots: list[int] | None = None, int8_snapshots: bool = False) -> Path:
     run, dest = Path(run), Path(dest)
-    if not (run / "metrics.json").is_file():
-        raise ckpt.CheckpointError(f"{run}: no metrics.json, the run has not finished")
+    if not (run / "metrics.json").is_file() and not (run / "metrics.jsonl").is_file():
+        raise ckpt.CheckpointError(f"{run}: no metrics yet, the run has not finished an epoch")
     available = ckpt.list_snapshots(run)
     chosen = available if snapshots is None else snapshots
     missing = sorted(set(chosen) - set(available))
@@ -36,13 +36,27 @@ def export(run: Path, dest: Path, snapshots: list[int] | None = None, int8_snaps
         snap = ckpt.load_model(run, epoch)
         tensors, meta = ckpt.int8_state(snap) if int8_snapshots else (ckpt.half_state(snap), {"format": "float16"})
         ckpt.atomic_save_tensors(ckpt.snapshot_path(staging, epoch), tensors, meta)
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else unfinished_summary(run, config)
     metrics["shipped"] = {"weights": "float16", "snapshots": chosen,
                           "snapshot_format": "int8-rowwise" if int8_snapshots else "float16"}
     ckpt.atomic_write_json(staging / "metrics.json", metrics)
     shutil.rmtree(dest, ignore_errors=True)
     staging.rename(dest)
     return dest
+
+
+def unfinished_summary(run: Path, config: dict) -> dict:
+    """metrics.json's fields for a run that was stopped before its last epoch, said plainly."""
+    curve = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    last = next((r for r in reversed(curve) if "miou" in r), {})
+    progress = json.loads((run / "progress.json").read_text()) if (run / "progress.json").is_file() else {}
+    return {"command": config.get("command", ""), "commit": progress.get("commit", "unknown"),
+            "device": progress.get("device", "unknown"),
+            "wall_time_s": sum(r["seconds"] for r in curve), "epochs_done": len(curve),
+            "finished": False, "note": f"stopped after epoch {len(curve)} of {config['train']['epochs']}",
+            "parameters": ckpt.load_model(run).num_params(),
+            "final": {k: last.get(k) for k in ("pixel_accuracy", "miou", "iou")}, "final_epoch": last.get("epoch"),
+            "final_split": config["train"]["val_split"], "curve": curve}
 
 
 def main(argv: list[str] | None = None) -> int:

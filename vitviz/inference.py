@@ -69,13 +69,21 @@ def photo_id(photo: np.ndarray) -> str:
     return hashlib.sha1(photo.tobytes() + str(photo.shape).encode()).hexdigest()
 
 
-class ModelCache:
-    """Loaded models and analyses, bounded LRU, safe to share between the server's threads."""
+def model_bytes(model: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
-    def __init__(self, max_models: int = 6, max_analyses: int = 24):
+
+class ModelCache:
+    """Loaded models and analyses, bounded LRU, safe to share between the server's threads.
+
+    Models are bounded by their memory, not their number: a run's ten snapshots of a small model
+    all fit (the Epochs view runs every one of them for each photo), the 86M-parameter model a few
+    times. The most recently used model always stays, whatever its size."""
+
+    def __init__(self, max_model_bytes: int = 1 << 30, max_analyses: int = 64):
         self._models: OrderedDict = OrderedDict()
         self._analyses: OrderedDict = OrderedDict()
-        self._max_models, self._max_analyses = max_models, max_analyses
+        self._max_model_bytes, self._max_analyses = max_model_bytes, max_analyses
         self._lock = threading.Lock()
 
     def model(self, folder: str | Path, epoch: int | None = None) -> SegmentationViT:
@@ -87,7 +95,7 @@ class ModelCache:
         model = load_model(folder, epoch)
         with self._lock:
             self._models[key] = model
-            while len(self._models) > self._max_models:
+            while len(self._models) > 1 and sum(map(model_bytes, self._models.values())) > self._max_model_bytes:
                 self._models.popitem(last=False)
         return model
 

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import torch
 
-from vitviz.attention_maps import OUTLINE, grid_map_image, outline_patch
+from vitviz.attention_maps import OUTLINE, VIRIDIS, colourise, grid_map_image, outline_patch
 from vitviz.inference import Analysis
 from vitviz.model import SegmentationViT, ViTConfig
 from vitviz.overlay import colour_mask
@@ -129,6 +129,9 @@ def stage_picture(stage: Stage, grid: tuple[int, int], patch_size: int, selected
         if stage.step == 1:
             return input_picture(stretch_channels(x.transpose(1, 2, 0)), grid, selected)
         return mask_picture(x, grid, selected)
+    if stage.axes[-2:] == ("h", "w"):  # a decoder feature map: how strongly each pixel responds
+        energy = np.sqrt((x**2).mean(0))
+        return enlarge(colourise(energy / max(1e-9, energy.max()), VIRIDIS))
     if stage.step == 2 and stage.axes[-1] == "PPC":
         return patch_mosaic(x, grid, patch_size, selected)
     if stage.axes[-2:] == ("gh", "gw"):  # a convolution's (D, gh, gw) output: one column per patch

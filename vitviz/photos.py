@@ -47,7 +47,9 @@ def load_photo_rgb(source: str | os.PathLike | bytes | Image.Image) -> np.ndarra
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
     except PhotoError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except Image.DecompressionBombError:  # Pillow refuses the largest sizes itself, before decoding
+        raise PhotoError(f"image is far above the {MAX_PIXELS // 1_000_000} megapixel limit") from None
+    except (UnidentifiedImageError, Image.DecompressionBombWarning) as e:
         raise PhotoError(f"not a readable image ({type(e).__name__})") from None
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         raise PhotoError(f"the image file is damaged or truncated ({str(e).splitlines()[0][:80]})") from None

@@ -6,8 +6,6 @@ image (as the ViT authors do). A class token, when present, gets its own learned
 (`class_weight`) for the learned kind and nothing for the sinusoidal kinds.
 """
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -43,7 +43,7 @@ class TrainConfig:
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"invalid training setting(s): " + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad))
+            raise ValueError("invalid training setting(s): " + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad))
 
 
 PRESETS: dict[str, tuple[dict, dict]] = {

@@ -1,6 +1,7 @@
 """Where the app finds its checkpoints, their epochs, and its example photos."""
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,28 @@ from vitviz.photos import PhotoError, load_photo_rgb
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 BUNDLED_EXAMPLES = ("chelsea-cat.png", "coffee-cup.jpg", "generated-blob.png")
 FINAL = "final"  # the epoch choice meaning "the folder's last weights", not a snapshot
+
+
+class PathNotAllowed(ValueError):
+    """A path from the UI that lies outside the folders the app may read; one line for the user."""
+
+
+def confine(path: str | os.PathLike, allowed: Iterable[str | os.PathLike]) -> Path:
+    """`path` resolved (symlinks and `..` followed, relative to the working folder), when it is one
+    of the `allowed` folders or lies inside one; otherwise PathNotAllowed. For every checkpoint, run
+    or data-root value that comes from the UI, before anything reads it."""
+    resolved = Path(path).resolve()
+    roots = [Path(folder).resolve() for folder in allowed]
+    if any(resolved.is_relative_to(root) for root in roots):
+        return resolved
+    raise PathNotAllowed(f"{path} is outside the folders this app may read ({', '.join(map(str, roots))})")
+
+
+def checkpoint_folder(name: str | None, found: dict[str, Path], allowed: Iterable[str | os.PathLike]) -> Path | None:
+    """The folder of the checkpoint picked by display `name` (None when there is no such name),
+    confined to the `allowed` folders."""
+    folder = found.get(name) if name else None
+    return None if folder is None else confine(folder, allowed)
 
 
 def find_checkpoints(*dirs: str | os.PathLike) -> dict[str, Path]:

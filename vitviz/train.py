@@ -2,12 +2,14 @@
 
 The run folder is the source of truth. After every epoch it holds, each file written atomically:
 the training state (weights, optimizer, scheduler, history) in one safetensors file, the metrics
-curve, and, at chosen epochs, a weight snapshot. `--resume RUN` continues exactly where the last
-finished epoch left off; SIGINT/SIGTERM stop after the current step, keeping that epoch. Runs
+curve, the predicted masks of a few validation photos (val_masks/epoch_NNN.png) and, at chosen
+epochs, a weight snapshot. `--resume RUN` continues exactly where the last finished epoch left off,
+even after a crash or SIGKILL; SIGINT/SIGTERM stop after the current step, keeping that epoch. Runs
 unchanged under `torchrun --nproc_per_node N` (DistributedDataParallel; gloo on CPU, nccl on GPU).
 """
 
 import argparse
+import io
 import json
 import math
 import os
@@ -19,9 +21,11 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from PIL import Image
 from safetensors import safe_open
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
@@ -32,7 +36,10 @@ from vitviz.cli import add_dataclass_flags, overrides
 from vitviz.data import IGNORE, SPECIES, PetDataset, breed_names, resolve_root
 from vitviz.metrics import confusion, summarize
 from vitviz.model import SegmentationViT, ViTConfig
+from vitviz.overlay import overlay_mask
 from vitviz.presets import PRESETS, TrainConfig, preset
+
+VAL_MASK_TILE = 96  # the smallest size in pixels of one photo in the val_masks pictures
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -144,16 +151,65 @@ def evaluate_model(model: SegmentationViT, loader: DataLoader, device: torch.dev
     return {"loss": loss_sum / max(1, pixels), **summarize(conf)}
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 class StopRequested:
     """SIGINT/SIGTERM set a flag; the loop checks it after each step and stops cleanly."""
 
     def __init__(self):
         self.requested = False
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame):
         self.requested = True
+
+
+def iterate_with_workers(loader: DataLoader):
+    """Start the loader's worker processes with the stop signals blocked. A Ctrl-C or a job stop
+    reaches the whole process group; a worker inherits the block, ignores the signals in
+    `ignore_stop_signals` and only then unblocks, so no worker can die half-started and crash
+    the run. The main process unblocks at once and handles them."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        return iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+@torch.no_grad()
+def save_val_masks(run: Path, model: SegmentationViT, val_set: PetDataset, device: torch.device, epoch: int,
+                   count: int) -> None:
+    """The predicted masks of the first `count` validation photos, over the photos, side by side in
+    one PNG, val_masks/epoch_NNN.png: the article's blocky-mask GIF, one frame per epoch. The
+    true masks go once to val_masks/truth.png."""
+    images, masks = zip(*(val_set[i][:2] for i in range(min(count, len(val_set)))))
+    images = torch.stack(images)
+    model.eval()
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        predicted = model(images.to(device)).mask_logits.argmax(1).cpu()
+    photos = (images.permute(0, 2, 3, 1) * 255).round().byte().numpy()
+    zoom = max(1, math.ceil(VAL_MASK_TILE / photos.shape[1]))  # small inputs are enlarged, pixels kept sharp
+
+    def strip(labels) -> bytes:
+        tiles = [overlay_mask(photo, label.numpy(), 0.55) for photo, label in zip(photos, labels)]
+        picture = np.concatenate(tiles, axis=1).repeat(zoom, axis=0).repeat(zoom, axis=1)
+        buffer = io.BytesIO()
+        Image.fromarray(picture).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    folder = run / "val_masks"
+    if not (folder / "truth.png").is_file():
+        # Pixels without a label (none in the official trimaps) are drawn as background.
+        ckpt.atomic_write_bytes(folder / "truth.png", strip(m.clamp(min=0) for m in masks))
+    ckpt.atomic_write_bytes(folder / f"epoch_{epoch:03d}.png", strip(predicted))
 
 
 def write_progress(run: Path, **fields) -> None:
@@ -163,7 +219,7 @@ def write_progress(run: Path, **fields) -> None:
 # --- the run ---------------------------------------------------------------------------------------
 
 def train(run: Path, model_cfg: ViTConfig, cfg: TrainConfig, data_root: str | None, device: torch.device,
-          workers: int = 2, compile_model: bool = False, command: str = "") -> dict:
+          workers: int = 2, compile_model: bool = False, command: str = "", val_masks: int = 6) -> dict:
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank = 0
     if distributed:
@@ -185,12 +241,14 @@ def train(run: Path, model_cfg: ViTConfig, cfg: TrainConfig, data_root: str | No
     start_epoch, history = load_train_state(run, model, optimizer, scheduler)
     if start_epoch and is_main:
         print(f"resuming {run} after epoch {start_epoch}")
+    if is_main:
+        ckpt.remove_partial_writes(run)  # left behind if the last process was killed mid-write
 
     train_model = torch.compile(model) if compile_model else model
     if distributed:
         train_model = DistributedDataParallel(train_model)
     stop = StopRequested()
-    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=workers)
+    val_loader = DataLoader(val_set, batch_size=cfg.batch_size)  # decoding ~400 small photos needs no workers
     device_text = device_description(device)
     commit = git_commit()  # the code this run started from
     state = "finished"
@@ -203,11 +261,12 @@ def train(run: Path, model_cfg: ViTConfig, cfg: TrainConfig, data_root: str | No
         if sampler is not None:
             sampler.set_epoch(epoch)
         loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
-                            drop_last=True, num_workers=workers, persistent_workers=False,
+                            drop_last=True, num_workers=workers, worker_init_fn=ignore_stop_signals,
                             generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
         train_model.train()
         t0, seen, loss_sum = time.time(), 0, 0.0
-        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not is_main, leave=False, dynamic_ncols=True)
+        bar = tqdm(iterate_with_workers(loader), total=len(loader), desc=f"epoch {epoch}/{cfg.epochs}",
+                   disable=not is_main, leave=False, dynamic_ncols=True)
         last_write = 0.0
         for step, (images, masks, breeds, species) in enumerate(bar, start=1):
             images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
@@ -226,7 +285,8 @@ def train(run: Path, model_cfg: ViTConfig, cfg: TrainConfig, data_root: str | No
             if is_main and time.time() - last_write > 1.0:
                 remaining = (cfg.epochs - epoch) * steps_per_epoch + (steps_per_epoch - step)
                 write_progress(run, state="running", epoch=epoch, epochs=cfg.epochs, step=step, steps=steps_per_epoch,
-                               images_per_s=rate, eta_s=remaining * cfg.batch_size / max(rate, 1e-9), device=device_text)
+                               images_per_s=rate, eta_s=remaining * cfg.batch_size / max(rate, 1e-9), device=device_text,
+                               commit=commit)
                 last_write = time.time()
             if stop.requested:
                 break
@@ -246,10 +306,14 @@ def train(run: Path, model_cfg: ViTConfig, cfg: TrainConfig, data_root: str | No
                 row.update(val_loss=val["loss"], pixel_accuracy=val["pixel_accuracy"], iou=val["iou"], miou=val["miou"])
             row["seconds"] = time.time() - t0
             history.append(row)
-            save_train_state(run, model, optimizer, scheduler, epoch, history)
+            # The training state is written last: it is what a resume starts from, so a crash
+            # before it costs only this epoch, which the resume redoes (and rewrites the rest).
             if keep:
                 ckpt.atomic_save_tensors(ckpt.snapshot_path(run, epoch), ckpt.half_state(model))
+            if val_masks:
+                save_val_masks(run, model, val_set, device, epoch, val_masks)
             ckpt.atomic_write_bytes(run / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history).encode())
+            save_train_state(run, model, optimizer, scheduler, epoch, history)
             scores = (f"val loss {row['val_loss']:.4f}  pixel acc {row['pixel_accuracy']:.4f}  mIoU {row['miou']:.4f}  "
                       if "miou" in row else "")
             tqdm.write(f"epoch {epoch}: train loss {row['train_loss']:.4f}  {scores}"
@@ -267,7 +331,7 @@ def train(run: Path, model_cfg: ViTConfig, cfg: TrainConfig, data_root: str | No
         if state == "finished":
             ckpt.atomic_save_tensors(run / "model.safetensors", model.state_dict())
             ckpt.atomic_write_json(run / "metrics.json", summary)
-        write_progress(run, state=state, epoch=len(history), epochs=cfg.epochs, device=device_text)
+        write_progress(run, state=state, epoch=len(history), epochs=cfg.epochs, device=device_text, commit=commit)
     if distributed:
         dist.destroy_process_group()
     return summary
@@ -286,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--val-masks", type=int, default=6, metavar="K",
+                        help="after every epoch save the predicted masks of the first K validation photos (0: none)")
     add_dataclass_flags(parser, ViTConfig, "model (overrides the preset)")
     add_dataclass_flags(parser, TrainConfig, "recipe (overrides the preset)")
     args = parser.parse_args(argv)
@@ -319,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("under torchrun pass --name, so every process writes to the same run")
             run = Path(args.runs_dir) / (args.name or f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
             if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes
-                if run.exists():
+                if (run / "config.json").exists():  # the folder alone may be the app's, holding the log
                     raise ValueError(f"{run} already exists: pass --resume {run} or another --name")
                 labels = breed_names(root) if cfg.class_labels == "breed" else list(SPECIES)
                 ckpt.atomic_write_json(run / "config.json", {
@@ -333,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
 
     device = pick_device(args.device)
     summary = train(run, model_cfg, cfg, data_root, device, workers=args.workers,
-                    compile_model=args.compile, command=command)
+                    compile_model=args.compile, command=command, val_masks=args.val_masks)
     if summary:
         print(json.dumps({k: summary[k] for k in ("final", "wall_time_s", "epochs_done", "device")}))
     return 0

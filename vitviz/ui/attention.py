@@ -9,7 +9,7 @@ import gradio as gr
 import torch
 
 from vitviz.attention_maps import (attention_rollout, centre_patch, class_token_attention, click_to_patch,
-                                   distance_figure, distance_scatter_png, fit_photo, fit_size,
+                                   distance_figure, fit_photo, fit_size,
                                    mean_attention_distance, normalise_maps, overlay, patch_attention, patch_slice,
                                    photo_with_patch, tile, uniform_attention_distance)
 from vitviz.checkpoint import CheckpointError
@@ -66,8 +66,8 @@ patch's piece of the mask from that patch's own token."""
 DISTANCE_TEXT = """\
 **Mean attention distance** (the ViT paper's Figure 7, right) for this photo: for every head, how
 far in pixels of the model input a patch looks on average, weighted by its attention. Low dots are
-heads that act locally like a convolution; high dots mix the whole image. The Plotly chart has its
-own PNG button in its toolbar; the picture beside it is the same chart as a PNG."""
+heads that act locally like a convolution; high dots mix the whole image. Hover a dot to read its
+head; the camera button in the chart's toolbar saves it as PNG."""
 
 
 def build(ctx: Context) -> Refresh:
@@ -79,17 +79,18 @@ def build(ctx: Context) -> Refresh:
     patch = gr.State(None)  # the clicked patch index, row-major
     with gr.Row():
         with gr.Column(scale=1):
-            photo = figure("Photo — click a patch")
-            status = gr.Markdown(NO_PHOTO)
+            photo = figure("Photo — click a patch", elem_id="attention-photo")
+            status = gr.Markdown(NO_PHOTO, elem_id="attention-status")
             direction = gr.Radio([("query: what this patch attends to", "query"),
-                                  ("key: what attends to this patch", "key")], value="query", label="Direction")
-            layer = gr.Slider(1, 2, value=1, step=1, label="Layer")
+                                  ("key: what attends to this patch", "key")], value="query", label="Direction",
+                                 elem_id="attention-direction")
+            layer = gr.Slider(1, 2, value=1, step=1, label="Layer", elem_id="attention-layer")
             scale = gr.Radio([("local: every map on its own scale", "local"),
                               ("global: one scale for all maps in a figure", "global")],
                              value="local", label="Colour scale")
         with gr.Column(scale=2):
             gr.Markdown(HEADS_TEXT)
-            heads = figure("Every head of the chosen layer")
+            heads = figure("Every head of the chosen layer", elem_id="attention-heads")
     gr.Markdown(OVERVIEW_TEXT)
     overview = figure("Layers × heads")
     with gr.Row():
@@ -101,9 +102,7 @@ def build(ctx: Context) -> Refresh:
             class_note = gr.Markdown()
             class_map = figure("Class-token attention")
     gr.Markdown(DISTANCE_TEXT)
-    with gr.Row():
-        distance_plot = gr.Plot(label="Mean attention distance", show_label=False)
-        distance_png = figure("Mean attention distance (PNG)")
+    distance_plot = gr.Plot(label="Mean attention distance", show_label=False)
 
     patch_outputs = [patch, photo, status, heads, overview, rollout, class_note, class_map]
     controls = [layer, direction, scale]
@@ -129,7 +128,7 @@ def build(ctx: Context) -> Refresh:
     def refresh(key: AnalysisKey | None, patch_: int | None, layer_: int, direction_: str, scale_: str):
         analysis = load_analysis(ctx, key, warn=False)
         if analysis is None:
-            return [None, None, NO_PHOTO, None, None, None, "", None, gr.skip(), None, None]
+            return [None, None, NO_PHOTO, None, None, None, "", None, gr.skip(), None]
         depth = len(analysis.trace.attentions)
         layer_ = min(max(int(layer_), 1), depth)
         distances = mean_attention_distance(analysis.trace.attentions, analysis.grid, analysis.patch_size,
@@ -137,12 +136,12 @@ def build(ctx: Context) -> Refresh:
         views = patch_views(analysis, patch_in_grid(patch_, analysis.grid), layer_, direction_, scale_)
         # A Gradio slider needs minimum < maximum, so a one-layer model gets a locked 1…2 slider.
         layer_slider = gr.Slider(minimum=1, maximum=max(depth, 2), value=layer_, interactive=depth > 1)
-        return [*views, layer_slider, distance_figure(distances), distance_scatter_png(distances)]
+        return [*views, layer_slider, distance_figure(distances)]
 
     photo.select(on_click, [ctx.analysis, *controls], patch_outputs)
     for control in controls:
         control.change(on_control, [ctx.analysis, patch, *controls], patch_outputs)
-    return Refresh(refresh, [patch, *controls], [*patch_outputs, layer, distance_plot, distance_png])
+    return Refresh(refresh, [patch, *controls], [*patch_outputs, layer, distance_plot])
 
 
 def patch_views(analysis: Analysis, patch: int, layer: int, direction: str, scale: str) -> list:
@@ -182,14 +181,16 @@ def patch_views(analysis: Analysis, patch: int, layer: int, direction: str, scal
     status = (f"Patch **{patch}**: row {row + 1}, column {col + 1} of the {rows}×{cols} grid · {reads} · "
               f"layer {layer} of {depth} · a head attending evenly everywhere would score "
               f"{uniform_attention_distance(grid, analysis.patch_size):.0f} px in the distance chart.")
-    return [patch, photo_with_patch(photo, grid, patch), status, heads, overview, rollout, class_note, class_map]
+    # A model without a class token has nothing to draw there: hide the box rather than leave it empty.
+    return [patch, photo_with_patch(photo, grid, patch), status, heads, overview, rollout, class_note,
+            gr.Image(value=class_map, visible=has_cls)]
 
 
-def figure(label: str) -> gr.Image:
+def figure(label: str, elem_id: str | None = None) -> gr.Image:
     """A picture the user can download as PNG or enlarge, but not edit. The label names it for
     screen readers and the API but is not shown: Gradio would draw it over the picture's corner."""
     return gr.Image(label=label, show_label=False, interactive=False, format="png",
-                    buttons=["download", "fullscreen"])
+                    buttons=["download", "fullscreen"], elem_id=elem_id)
 
 
 def load_analysis(ctx: Context, key: AnalysisKey | None, warn: bool = True) -> Analysis | None:

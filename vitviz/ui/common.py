@@ -37,11 +37,12 @@ class Refresh:
 
 
 class PhotoStore:
-    """Decoded photos by id, bounded, shared by all sessions (so a State holds only a short key)."""
+    """Decoded photos by id, shared by all sessions (so a State holds only a short key); bounded
+    by their number and their memory, the newest photo always kept."""
 
-    def __init__(self, capacity: int = 64):
+    def __init__(self, capacity: int = 64, max_bytes: int = 1 << 30):
         self._photos: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._capacity = capacity
+        self._capacity, self._max_bytes = capacity, max_bytes
         self._lock = threading.Lock()
 
     def put(self, photo: np.ndarray) -> str:
@@ -49,7 +50,8 @@ class PhotoStore:
         with self._lock:
             self._photos[pid] = photo
             self._photos.move_to_end(pid)
-            while len(self._photos) > self._capacity:
+            while len(self._photos) > 1 and (len(self._photos) > self._capacity or
+                                             sum(p.nbytes for p in self._photos.values()) > self._max_bytes):
                 self._photos.popitem(last=False)
         return pid
 
@@ -66,6 +68,8 @@ class Context:
     photos: PhotoStore
     checkpoints: dict[str, Path]  # display name → folder
     analysis: gr.State | None = None  # holds AnalysisKey | None; created by the shell
+    runs_dir: Path = Path("runs")  # where training runs live (the Train tab starts new ones there)
+    data_root: str | None = None  # the dataset folder given to the app, if any
 
     def analysis_for(self, key: AnalysisKey | None) -> Analysis | None:
         if key is None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from vitviz.attention_maps import fit_photo
 from vitviz.epochs import blocky_explanation, export_gif, metrics_text, overlay_frame, read_metrics, snapshot_analyses
 from vitviz.ui.common import AnalysisKey, Context, Refresh
 
@@ -21,11 +22,13 @@ def build(ctx: Context) -> Refresh:
     explanation = gr.Markdown(NO_ANALYSIS)
     strip = gr.Gallery(label="The mask at every saved snapshot", columns=10, rows=1, height=230, format="png", fit_columns=False,
                        object_fit="contain", allow_preview=False)
-    snapshot = gr.Slider(1, 2, value=1, step=1, label="Snapshot shown large (1 = the oldest)")
+    snapshot = gr.Slider(1, 2, value=1, step=1, label="Snapshot shown large (1 = the oldest)",
+                         elem_id="epochs-snapshot")
     with gr.Row():
-        large = gr.Image(label="Mask", format="png", interactive=False, buttons=["download", "fullscreen"])
+        large = gr.Image(label="Mask", format="png", interactive=False, buttons=["download", "fullscreen"],
+                         elem_id="epochs-large")
         with gr.Column():
-            metrics = gr.Markdown()
+            metrics = gr.Markdown(elem_id="epochs-metrics")
             gif = gr.DownloadButton("Download the progression (GIF)", visible=False)
 
     def snapshots_of(key: AnalysisKey):
@@ -51,8 +54,8 @@ def build(ctx: Context) -> Refresh:
         if not analyses:
             return NO_SNAPSHOTS, None, gr.update(visible=False), None, "", gr.update(visible=False)
         epochs = list(analyses)
-        thumbs = [(overlay_frame(a, OPACITY, 200), f"epoch {e}") for e, a in analyses.items()]
         frames = [overlay_frame(a, OPACITY, 320) for a in analyses.values()]
+        thumbs = [(fit_photo(frame, 200), f"epoch {e}") for e, frame in zip(epochs, frames)]
         folder_id = hashlib.sha1(key.checkpoint.encode()).hexdigest()[:8]  # two runs may share a name
         name = f"epochs-{key.photo_id[:12]}-{Path(key.checkpoint).name}-{folder_id}-{'-'.join(map(str, epochs))}.gif"
         gif_path = export_gif(frames, [f"epoch {e}" for e in epochs], GIF_DIR / name)

@@ -26,7 +26,7 @@ def build(ctx: Context) -> Refresh:
         photo = gr.Image(label="Photo", format="png", interactive=False, buttons=["download", "fullscreen"])
         with gr.Column():
             overlay = gr.Image(label="Predicted mask on the photo (photo size)", format="png", interactive=False,
-                               buttons=["download", "fullscreen"])
+                               buttons=["download", "fullscreen"], elem_id="segment-overlay")
             gr.HTML(legend_html())
             opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Mask opacity")
     shares = gr.Markdown(NO_ANALYSIS)

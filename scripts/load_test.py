@@ -1,0 +1,271 @@
+"""Load test: N simulated users upload a photo and click patches against a local vitviz server.
+
+    python scripts/load_test.py --users 20 --duration 60                      # starts python app.py itself
+    python scripts/load_test.py --users 20 --duration 60 --checkpoint runs/seed-small
+    python scripts/load_test.py --url http://127.0.0.1:7860/ --users 5        # a server already running
+
+Each user is a thread with its own Gradio session. It uploads its own photo (a bundled example,
+cropped and tinted differently per upload, so the model really runs) and then does what a browser
+does after an upload: runs the analysis and redraws the five tabs. Then it clicks random patches on
+the Attention and Position-embedding photos, pausing like a person between clicks, and uploads a
+new photo after every `--clicks` clicks. It stops after `--duration` seconds or `--max-requests`
+requests, whichever comes first, and prints the requests, the errors, p50/p95 latency per kind of
+request, and (when it started the server) the server's memory over the run.
+"""
+
+import argparse
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from gradio_client import Client, handle_file
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((REPO / "vitviz" / "examples").glob("*.[jp][pn]g"))
+CLICKABLE_PHOTO = "Photo — click a patch"  # the label of the Attention and Position-embeddings photos
+CLICK_INPUTS = {"attention click": (1, "query", "local"),  # layer, direction, colour scale
+                "positions click": ("fixed",)}  # colour range
+REQUEST_TIMEOUT_S = 60
+
+
+@dataclass
+class Results:
+    """Latencies (seconds) per kind of request, and the errors, shared by all user threads."""
+
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    errors: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self) -> int:
+        with self.lock:
+            return sum(map(len, self.latencies.values())) + len(self.errors)
+
+    def record(self, kind: str, seconds: float | None, error: str | None = None) -> None:
+        with self.lock:
+            if error is None:
+                self.latencies[kind].append(seconds)
+            else:
+                self.errors.append(f"{kind}: {error}")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) of `values`, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(app_args: list[str], log_path: Path, timeout_s: float = 180) -> tuple[subprocess.Popen, str]:
+    """Start `python app.py` on a free port of 127.0.0.1 → (process, URL once it answers)."""
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *app_args], cwd=REPO, stdout=log,
+                                stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app.py exited with {proc.returncode}; see {log_path}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return proc, url
+        except OSError:
+            if time.time() > deadline:
+                proc.terminate()
+                raise RuntimeError(f"app.py did not answer in {timeout_s} s; see {log_path}")
+            time.sleep(0.5)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process `pid` in MB, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def make_photo(rng: random.Random, folder: Path) -> Path:
+    """A bundled example, randomly cropped, resized and tinted: a new photo id for the server."""
+    image = Image.open(rng.choice(EXAMPLES)).convert("RGB")
+    w, h = image.size
+    left, top = rng.randrange(w // 4), rng.randrange(h // 4)
+    image = image.crop((left, top, left + w * 3 // 4, top + h * 3 // 4))
+    image = image.resize((rng.randrange(200, 640), rng.randrange(200, 640)))
+    tint = (rng.randrange(80), rng.randrange(80), rng.randrange(80))
+    image = Image.blend(image, Image.new("RGB", image.size, tint), 0.2)
+    path = folder / f"photo-{rng.getrandbits(32):08x}.jpg"
+    image.save(path, quality=85)
+    return path
+
+
+@dataclass
+class Listeners:
+    """The fn_index of each event listener a simulated user triggers, found in the app's config."""
+
+    upload: int
+    analyse: int
+    tab_redraws: list[int]  # what the browser runs after the analysis of an upload
+    clicks: dict[str, int]  # "attention click" / "positions click" → its .select listener
+
+    @classmethod
+    def of(cls, config: dict) -> "Listeners":
+        deps = config["dependencies"]
+        by_name = {d["api_name"]: d["id"] for d in deps}
+        after = [d for d in deps if d["id"] > by_name["analyse"]]
+        chain_end = next((i for i, d in enumerate(after) if d["targets"][0][1] != "then"), len(after))
+        redraws = [d["id"] for d in after[:chain_end]]
+        photos = {c["id"] for c in config["components"] if c.get("props", {}).get("label") == CLICKABLE_PHOTO}
+        on_photo = {len(d["inputs"]): d["id"] for d in deps if d["targets"][0] in ([i, "select"] for i in photos)}
+        clicks = {kind: on_photo[1 + len(inputs)] for kind, inputs in CLICK_INPUTS.items()}  # + the analysis State
+        return cls(by_name["use_upload"], by_name["analyse"], redraws, clicks)
+
+
+def call(client: Client, fn_index: int, *inputs):
+    """Run listener `fn_index` with `inputs` (the session's State values are the server's own)."""
+    return client.submit(*inputs, fn_index=fn_index).result(timeout=REQUEST_TIMEOUT_S)
+
+
+def click(client: Client, fn_index: int, x: int, y: int, *inputs):
+    """Click at (x, y) on the image of `.select` listener `fn_index`, as a browser does
+    (gradio_client's `predict` and `submit` cannot send a click's event data)."""
+    run = client.endpoints[fn_index].make_end_to_end_fn(client.new_helper(fn_index))
+    event_data = {"index": [x, y], "value": None, "selected": True}
+    return client.executor.submit(run, *inputs, event_data=event_data).result(timeout=REQUEST_TIMEOUT_S)
+
+
+def timed(results: Results, kind: str, request: Callable[[], object]) -> bool:
+    """Run `request()`, record its latency or its error under `kind`; True when it worked."""
+    start = time.perf_counter()
+    try:
+        request()
+    except Exception as e:  # any failure counts as an error of the run, and the user goes on
+        results.record(kind, None, f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}")
+        return False
+    results.record(kind, time.perf_counter() - start)
+    return True
+
+
+def user(url: str, checkpoint: str, index: int, start_at: float, stop_at: float, max_requests: int,
+         clicks_per_photo: int, think_s: float, results: Results, folder: Path) -> None:
+    """One simulated user (thread `index`): arrive at `start_at`, then upload and click until `stop_at`."""
+    rng = random.Random(index)
+    time.sleep(max(0.0, start_at - time.time()))
+    try:
+        client = Client(url, verbose=False, download_files=False)
+        listeners = Listeners.of(client.config)
+    except Exception as e:
+        results.record("connect", None, f"{type(e).__name__}: {e}")
+        return
+
+    def running() -> bool:
+        return time.time() < stop_at and results.count() < max_requests
+
+    while running():
+        photo = make_photo(rng, folder)
+        uploaded = (timed(results, "upload", lambda: call(client, listeners.upload, handle_file(photo)))
+                    and timed(results, "analyse", lambda: call(client, listeners.analyse, checkpoint, "final")))
+        photo.unlink()
+        if not uploaded:
+            continue
+        for redraw in listeners.tab_redraws:
+            if running():
+                timed(results, "tab redraw", lambda: call(client, redraw))
+        for _ in range(clicks_per_photo):
+            time.sleep(rng.uniform(0.5, 1.5) * think_s)
+            if not running():
+                break
+            kind = rng.choice(list(CLICK_INPUTS))
+            x, y = rng.randrange(200), rng.randrange(200)  # the shown photos are at least 200 px a side
+            timed(results, kind, lambda: click(client, listeners.clicks[kind], x, y, *CLICK_INPUTS[kind]))
+
+
+def client_checkpoint(client: Client) -> str:
+    """The value of the app's checkpoint picker (its first checkpoint) as the server sent it."""
+    dropdown = next(c for c in client.config["components"] if c.get("props", {}).get("label") == "Checkpoint")
+    return dropdown["props"]["value"]
+
+
+def report(results: Results, wall_s: float, memory: list[tuple[float, float]]) -> bool:
+    """Print the summary; True when there were no errors."""
+    every = [s for values in results.latencies.values() for s in values]
+    print(f"\n{len(every) + len(results.errors)} requests in {wall_s:.0f} s "
+          f"({(len(every) + len(results.errors)) / wall_s:.1f}/s), {len(results.errors)} errors")
+    print(f"{'kind':<16}{'count':>7}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
+    for kind, values in sorted(results.latencies.items()) + [("all", every)]:
+        if values:
+            print(f"{kind:<16}{len(values):>7}{percentile(values, 50) * 1000:>9.0f}"
+                  f"{percentile(values, 95) * 1000:>9.0f}{max(values) * 1000:>9.0f}")
+    for error in results.errors[:10]:
+        print("error:", error)
+    if memory:
+        quarters = "  ".join(f"{t:.0f} s: {mb:.0f} MB" for t, mb in (memory[round(q * (len(memory) - 1))]
+                                                                    for q in (0, 0.25, 0.5, 0.75, 1)))
+        print(f"server RSS  {quarters}  (peak {max(mb for _, mb in memory):.0f} MB)")
+    return not results.errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="a running vitviz server (default: start python app.py on a free port)")
+    parser.add_argument("--checkpoint", help="app.py --checkpoint, for the server this script starts")
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--duration", type=float, default=60, help="seconds of load")
+    parser.add_argument("--max-requests", type=int, default=100_000, help="stop after this many requests in all")
+    parser.add_argument("--clicks", type=int, default=30, help="patch clicks per uploaded photo")
+    parser.add_argument("--think", type=float, default=1.0, help="mean pause between two clicks of a user, s")
+    parser.add_argument("--ramp", type=float, default=10, help="seconds over which the users arrive")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="vitviz-load-") as tmp:
+        folder = Path(tmp)
+        server = None
+        url = args.url
+        if url is None:
+            app_args = ["--checkpoint", args.checkpoint] if args.checkpoint else []
+            server, url = start_server(app_args, folder / "server.log")
+            print(f"started app.py (pid {server.pid}) at {url}")
+        try:
+            checkpoint = client_checkpoint(Client(url, verbose=False, download_files=False))
+            print(f"{args.users} users for {args.duration:.0f} s on {checkpoint}, think time {args.think} s")
+            results, memory = Results(), []
+            start = time.time()
+            stop_at = start + args.duration
+            threads = [threading.Thread(target=user, args=(url, checkpoint, i, start + i * args.ramp / args.users,
+                                                           stop_at, args.max_requests, args.clicks, args.think,
+                                                           results, folder))
+                       for i in range(args.users)]
+            for t in threads:
+                t.start()
+            while any(t.is_alive() for t in threads):
+                if server is not None:
+                    memory.append((time.time() - start, rss_mb(server.pid)))
+                time.sleep(1)
+            if server is not None:
+                memory.append((time.time() - start, rss_mb(server.pid)))
+            ok = report(results, time.time() - start, memory)
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=30)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

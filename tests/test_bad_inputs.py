@@ -1,0 +1,436 @@
+"""Bad input, security and load.
+
+Generated files that are damaged, odd or hostile go to the photo loader, to the app's own event
+handlers (in-process, as the UI calls them) and to a running server's API; broken checkpoint
+folders go to the loader and the checkpoint picker. Every case ends in a correct result or a
+one-line message, never a stack trace, and the app keeps working afterwards. Then: paths from the
+UI stay inside the allowed folders, nothing is unpickled, the caches are bounded, and the load
+script runs. Nothing is written into the repository.
+"""
+
+import importlib.util
+import io
+import json
+import shutil
+import struct
+import zlib
+from pathlib import Path
+from typing import Callable
+
+import gradio as gr
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from app import TABS, build_app
+from browser import app_server
+from vitviz import inference, photos, sources
+from vitviz.checkpoint import CheckpointError, load_model, read_config
+from vitviz.inference import ModelCache
+from vitviz.photos import PhotoError, load_photo_rgb
+from vitviz.ui.common import PhotoStore
+
+RED, BLUE = (255, 0, 0), (0, 0, 255)
+
+
+# --- generated files ---------------------------------------------------------------------------
+
+def encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def halves(size: tuple[int, int], left: tuple, right: tuple, mode: str = "RGB") -> Image.Image:
+    """A picture whose left half is `left` and right half is `right`."""
+    image = Image.new(mode, size, left)
+    image.paste(right, (size[0] // 2, 0, size[0], size[1]))
+    return image
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A small, valid-looking PNG that claims width × height 8-bit grey pixels: decoding it would
+    need width × height bytes of memory (a decompression bomb)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + png_chunk(b"IEND", b""))
+
+
+def corrupt_png() -> bytes:
+    """A PNG whose pixel data no longer matches its checksum."""
+    data = bytearray(encoded(Image.new("RGB", (32, 32), RED), "PNG"))
+    idat = data.index(b"IDAT")
+    data[idat + 6] ^= 0xFF
+    return bytes(data)
+
+
+def exif_rotated_jpeg(orientation: int) -> bytes:
+    """A 60×30 JPEG, red left half and blue right half, with an EXIF orientation tag."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encoded(halves((60, 30), RED, BLUE), "JPEG", quality=95, exif=exif)
+
+
+def rgba_png() -> bytes:
+    """Left half transparent (its colour must not show), right half opaque blue."""
+    return encoded(halves((40, 20), (0, 255, 0, 0), (0, 0, 255, 255), "RGBA"), "PNG")
+
+
+def palette_png_with_transparency() -> bytes:
+    image = Image.new("P", (40, 20), 0)
+    image.putpalette([0, 255, 0] + [0, 0, 255] * 255)  # index 0 green (transparent), the rest blue
+    image.paste(1, (20, 0, 40, 20))
+    return encoded(image, "PNG", transparency=0)
+
+
+def png_16_bit() -> bytes:
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (8, 1))
+    return encoded(Image.fromarray(ramp), "PNG")
+
+
+def cmyk_jpeg() -> bytes:
+    return encoded(Image.new("CMYK", (32, 32), (0, 255, 255, 0)), "JPEG", quality=95)  # red in CMYK
+
+
+def animated_gif() -> bytes:
+    frames = [Image.new("RGB", (30, 20), colour) for colour in (RED, BLUE)]
+    return encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+
+
+def truncated(data: bytes) -> bytes:
+    return data[:len(data) // 2]
+
+
+JPEG = encoded(halves((64, 48), RED, BLUE), "JPEG", quality=90)
+PNG = encoded(halves((64, 48), RED, BLUE), "PNG")
+
+# name → (file bytes, check of the decoded (H, W, 3) array)
+READABLE: dict[str, tuple[bytes, Callable[[np.ndarray], bool]]] = {
+    "1x1": (encoded(Image.new("RGB", (1, 1), RED), "PNG"), lambda a: a.shape == (1, 1, 3) and tuple(a[0, 0]) == RED),
+    "grayscale": (encoded(Image.new("L", (20, 10), 128), "PNG"),
+                  lambda a: a.shape == (10, 20, 3) and (a == 128).all()),
+    "rgba": (rgba_png(), lambda a: (a[:, :20] == 255).all() and tuple(a[0, -1]) == BLUE),
+    "palette with transparency": (palette_png_with_transparency(),
+                                  lambda a: (a[:, :20] == 255).all() and tuple(a[0, -1]) == BLUE),
+    "16-bit png": (png_16_bit(), lambda a: a.shape == (8, 64, 3) and a.min() == 0 and a.max() == 255),
+    "cmyk jpeg": (cmyk_jpeg(), lambda a: a.shape == (32, 32, 3) and a[..., 0].min() > 200 and a[..., 1:].max() < 60),
+    # Orientation 6: the camera was turned, the picture must be turned 90° clockwise to show it.
+    "exif rotated": (exif_rotated_jpeg(6), lambda a: a.shape == (60, 30, 3) and a[2, :, 0].min() > 200
+                     and a[-3, :, 2].min() > 200),
+    "animated gif": (animated_gif(), lambda a: a.shape == (20, 30, 3) and (a[..., 0] > 200).all()),
+    "wide 4000x20": (encoded(Image.new("RGB", (4000, 20), RED), "PNG"), lambda a: a.shape == (20, 4000, 3)),
+    "tall 20x4000": (encoded(Image.new("RGB", (20, 4000), RED), "PNG"), lambda a: a.shape == (4000, 20, 3)),
+}
+
+# name → (file bytes, a word the one-line reason must contain)
+UNREADABLE: dict[str, tuple[bytes, str]] = {
+    "truncated jpeg": (truncated(JPEG), "truncated"),
+    "truncated png": (truncated(PNG), "truncated"),
+    "corrupt png": (corrupt_png(), "damaged"),
+    "not an image": (b"#!/bin/sh\necho this is a shell script\n", "not a readable image"),
+    "empty file": (b"", "not a readable image"),
+    "decompression bomb 30000x30000": (png_header_only(30_000, 30_000), "megapixel limit"),
+}
+
+
+def one_line(message: str) -> bool:
+    return bool(message) and "\n" not in message and "Traceback" not in message and len(message) < 300
+
+
+@pytest.fixture
+def write(tmp_path) -> Callable[[str, bytes], Path]:
+    def write_file(name: str, data: bytes) -> Path:
+        path = tmp_path / name.replace(" ", "-")
+        path.write_bytes(data)
+        return path
+    return write_file
+
+
+# --- the photo loader --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", READABLE)
+def test_odd_but_valid_photos_load_correctly(name, write):
+    data, check = READABLE[name]
+    photo = load_photo_rgb(write(name, data))
+    assert photo.dtype == np.uint8 and photo.ndim == 3 and photo.shape[2] == 3
+    assert check(photo), f"{name}: unexpected pixels, shape {photo.shape}"
+    assert check(load_photo_rgb(data))  # the same from bytes
+
+
+@pytest.mark.parametrize("name", UNREADABLE)
+def test_unreadable_files_give_a_one_line_reason(name, write):
+    data, word = UNREADABLE[name]
+    for source in (write(name, data), data):
+        with pytest.raises(PhotoError) as caught:
+            load_photo_rgb(source)
+        assert one_line(str(caught.value)) and word in str(caught.value), str(caught.value)
+
+
+def test_a_bomb_is_refused_before_decoding(write, monkeypatch):
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the bomb was decoded")
+    monkeypatch.setattr(Image.Image, "load", no_decoding)
+    with pytest.raises(PhotoError, match="megapixel limit"):
+        load_photo_rgb(write("bomb.png", png_header_only(30_000, 30_000)))
+
+
+def test_a_file_above_the_size_limit_is_refused_unread(write, monkeypatch):
+    monkeypatch.setattr(photos, "MAX_BYTES", 1000)
+    with pytest.raises(PhotoError, match="larger than"):
+        load_photo_rgb(write("big.png", PNG + b"\0" * 1000))
+
+
+def test_orientations_that_swap_the_sides(write):
+    for orientation in (5, 6, 7, 8):
+        assert load_photo_rgb(exif_rotated_jpeg(orientation)).shape == (60, 30, 3), orientation
+    assert load_photo_rgb(exif_rotated_jpeg(3)).shape == (30, 60, 3)  # upside down: same sides
+
+
+# --- the app's handlers, called in-process as the UI calls them ----------------------------------
+
+def handler(demo: gr.Blocks, name: str) -> Callable:
+    """The function of the app's event listener whose API name is `name`."""
+    return next(block_fn.fn for block_fn in demo.fns.values() if block_fn.api_name == name)
+
+
+def tab_refreshes(demo: gr.Blocks) -> list:
+    """The tab redraws chained after an upload's analysis, each with its inputs' initial values
+    (all but the first input, the analysis key)."""
+    fns = list(demo.fns.values())
+    analyse = next(i for i, block_fn in enumerate(fns) if block_fn.api_name == "analyse")
+    return [(block_fn.fn, [getattr(block, "value", None) for block in block_fn.inputs[1:]])
+            for block_fn in fns[analyse + 1:analyse + 1 + len(TABS)]]
+
+
+def click(x: float, y: float) -> gr.SelectData:
+    return gr.SelectData(None, {"index": [x, y], "value": None, "selected": True})
+
+
+@pytest.fixture(scope="module")
+def app(tiny_checkpoint, tmp_path_factory) -> tuple[gr.Blocks, str]:
+    """The app on the tiny checkpoint (no server), and the checkpoint's name in the picker."""
+    demo = build_app(checkpoint=tiny_checkpoint, checkpoints_dir=tmp_path_factory.mktemp("no-checkpoints"),
+                     runs_dir=tiny_checkpoint.parent)
+    return demo, f"{tiny_checkpoint.parent.name}/tiny"
+
+
+def upload_and_analyse(app: tuple[gr.Blocks, str], path: Path):
+    """What an upload does: read the file, then run the model (→ analysis key, status line)."""
+    demo, checkpoint_name = app
+    photo = handler(demo, "use_upload")(str(path))
+    key, status, _ = handler(demo, "analyse")(photo, checkpoint_name, sources.FINAL)
+    return key, status
+
+
+@pytest.mark.parametrize("name", UNREADABLE)
+def test_the_upload_handler_answers_a_bad_file_in_one_line_then_takes_a_good_one(app, name, write):
+    with pytest.raises(gr.Error) as caught:
+        handler(app[0], "use_upload")(str(write(name, UNREADABLE[name][0])))
+    assert one_line(caught.value.message) and caught.value.message.startswith("This file cannot be used as a photo")
+    key, status = upload_and_analyse(app, write("good.jpg", JPEG))
+    assert key is not None and "photo 64×48" in status
+
+
+@pytest.mark.parametrize("name", ["1x1", "wide 4000x20", "tall 20x4000", "exif rotated", "animated gif"])
+def test_odd_photos_go_through_every_tab(app, name, write):
+    key, status = upload_and_analyse(app, write(name, READABLE[name][0]))
+    assert key is not None, status
+    for refresh, inputs in tab_refreshes(app[0]):
+        outputs = refresh(key, *inputs)
+        assert len(outputs) > 1
+
+
+def test_clicks_before_a_photo_and_outside_it_change_nothing(app, write):
+    demo = app[0]
+    patch_clicks = [("select_patch", lambda key, e: handler(demo, "select_patch")(key, None, e)),
+                    ("attention", lambda key, e: handler(demo, "on_click_4")(key, 1, "query", "local", e)),
+                    ("positions", lambda key, e: handler(demo, "on_click")(key, "fixed", e))]
+    for name, on_click in patch_clicks:
+        assert all(out == gr.skip() for out in on_click(None, click(3, 3))), name
+    key, _ = upload_and_analyse(app, write("good.png", PNG))
+    for name, on_click in patch_clicks[1:]:
+        for outside in (click(-5, 3), click(3, 99_999)):
+            assert all(out == gr.skip() for out in on_click(key, outside)), name
+        assert on_click(key, click(1, 1))[0] == 0  # the top-left patch, after the refused clicks
+
+
+def test_a_running_server_answers_bad_uploads_in_one_line_and_keeps_serving(tiny_checkpoint, tmp_path, write):
+    """Through the HTTP API, as a script or a browser sends them: each bad file gets a one-line
+    error, a file above the upload limit is refused, and a good photo afterwards gets its analysis."""
+    args = ["--checkpoint", str(tiny_checkpoint), "--checkpoints-dir", str(tmp_path / "none"),
+            "--runs-dir", str(tiny_checkpoint.parent)]
+    with app_server(*args) as url:
+        client = Client(url, verbose=False, download_files=False)
+        for name, file_name in (("not an image", "not-an-image.jpg"), ("truncated jpeg", "truncated.jpg"),
+                                ("decompression bomb 30000x30000", "bomb.png"), ("not an image", "script.sh")):
+            with pytest.raises(AppError) as caught:
+                client.predict(handle_file(write(file_name, UNREADABLE[name][0])), api_name="/use_upload")
+            # Gradio itself refuses a name that is not an image's; the app reads the others and says why not.
+            reason = "Invalid file type" if file_name.endswith(".sh") else "cannot be used as a photo"
+            assert one_line(str(caught.value)) and reason in str(caught.value), str(caught.value)
+        huge = write("huge.png", PNG + b"\0" * photos.MAX_BYTES)
+        with pytest.raises(Exception, match="(?i)too large|413|size"):
+            client.predict(handle_file(huge), api_name="/use_upload")
+        client.predict(handle_file(write("good.jpg", JPEG)), api_name="/use_upload")
+        status, _ = client.predict(f"{tiny_checkpoint.parent.name}/tiny", sources.FINAL, api_name="/analyse")
+        assert "photo 64×48" in status
+
+
+# --- broken checkpoint folders -----------------------------------------------------------------
+
+def break_folder(folder: Path, how: str) -> None:
+    """Damage a copy of a checkpoint folder in one of the ways a download or a hand edit can."""
+    config_path, weights_path = folder / "config.json", folder / "model.safetensors"
+    if how == "no weights":
+        weights_path.unlink()
+        (folder / "train_state.safetensors").unlink()
+    elif how == "truncated weights":
+        weights_path.write_bytes(weights_path.read_bytes()[:1000])
+    elif how == "weights of the wrong shape":
+        weights = load_file(weights_path)
+        name = next(k for k, v in weights.items() if v.dim() == 2)
+        weights[name] = weights[name][:, :-1].contiguous()
+        save_file(weights, weights_path)
+    elif how == "config that does not match the weights":
+        config = json.loads(config_path.read_text())
+        config["model"]["depth"] += 1
+        config_path.write_text(json.dumps(config))
+    elif how == "unreadable config":
+        config_path.write_text("{ not json")
+    elif how == "no config":
+        config_path.unlink()
+
+
+BROKEN = ["no weights", "truncated weights", "weights of the wrong shape", "config that does not match the weights",
+          "unreadable config", "no config"]
+
+
+def snapshot_of(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("how", BROKEN)
+def test_a_broken_checkpoint_folder_gives_one_line_and_is_left_as_it_was(tiny_checkpoint, tmp_path, how):
+    folder = tmp_path / "runs" / "broken"
+    shutil.copytree(tiny_checkpoint, folder)
+    break_folder(folder, how)
+    before = snapshot_of(folder)
+    with pytest.raises(CheckpointError) as caught:
+        load_model(folder)
+    assert one_line(str(caught.value)) and str(folder) in str(caught.value)
+    assert snapshot_of(folder) == before  # nothing written, not even half-way
+
+
+@pytest.mark.parametrize("how", ["no weights", "truncated weights", "weights of the wrong shape",
+                                 "config that does not match the weights", "unreadable config"])
+def test_switching_to_a_broken_checkpoint_shows_a_message_and_the_good_one_still_works(tiny_checkpoint, tmp_path,
+                                                                                      how, write):
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_checkpoint, runs / "good")
+    shutil.copytree(tiny_checkpoint, runs / "broken")
+    break_folder(runs / "broken", how)
+    demo = build_app(checkpoint=runs / "good", checkpoints_dir=tmp_path / "none", runs_dir=runs)
+    photo = handler(demo, "use_upload")(str(write("good.png", PNG)))
+    if how != "unreadable config":  # a folder whose config cannot be read offers only "final"
+        assert handler(demo, "use_checkpoint")("runs/broken")["value"] == sources.FINAL
+    key, status, preview = handler(demo, "analyse")(photo, "runs/broken", sources.FINAL)
+    assert key is None and status.startswith("⚠") and one_line(status) and preview is not None
+    key, status, _ = handler(demo, "analyse")(photo, "runs/good", sources.FINAL)
+    assert key is not None and status.startswith("**runs/good**")
+
+
+def test_a_checkpoint_with_no_config_is_not_offered(tiny_checkpoint, tmp_path):
+    shutil.copytree(tiny_checkpoint, tmp_path / "runs" / "broken")
+    break_folder(tmp_path / "runs" / "broken", "no config")
+    assert sources.find_checkpoints(tmp_path / "runs") == {}
+    with pytest.raises(CheckpointError, match="no config.json"):
+        read_config(tmp_path / "runs" / "broken")
+
+
+# --- paths from the UI --------------------------------------------------------------------------
+
+def test_paths_from_the_ui_are_resolved_and_confined(tmp_path):
+    runs, data = tmp_path / "runs", tmp_path / "data"
+    (runs / "a").mkdir(parents=True)
+    data.mkdir()
+    assert sources.confine(runs / "a", [runs, data]) == (runs / "a").resolve()
+    assert sources.confine(data, [runs, data]) == data.resolve()
+    for outside in (tmp_path, runs / ".." / ".." / "etc", "/etc/passwd", runs.parent / "runs-evil"):
+        with pytest.raises(sources.PathNotAllowed) as caught:
+            sources.confine(outside, [runs, data])
+        assert one_line(str(caught.value))
+    (runs / "link").symlink_to(tmp_path, target_is_directory=True)  # a link out of runs/ is followed
+    with pytest.raises(sources.PathNotAllowed):
+        sources.confine(runs / "link", [runs])
+
+
+def test_a_checkpoint_that_links_outside_the_allowed_folders_is_refused(tiny_checkpoint, tmp_path, write):
+    runs, elsewhere = tmp_path / "runs", tmp_path / "elsewhere"
+    shutil.copytree(tiny_checkpoint, runs / "good")
+    shutil.copytree(tiny_checkpoint, elsewhere)
+    (runs / "link").symlink_to(elsewhere, target_is_directory=True)
+    demo = build_app(checkpoint=runs / "good", checkpoints_dir=tmp_path / "none", runs_dir=runs)
+    photo = handler(demo, "use_upload")(str(write("good.png", PNG)))
+    key, status, _ = handler(demo, "analyse")(photo, "runs/link", sources.FINAL)
+    assert key is None and "outside the folders this app may read" in status
+    assert sources.checkpoint_folder("runs/good", {"runs/good": runs / "good"}, [runs]) == (runs / "good").resolve()
+    assert sources.checkpoint_folder("missing", {}, [runs]) is None
+
+
+# --- load: bounded memory, and the load script -----------------------------------------------------
+
+def test_the_photo_store_is_bounded_by_memory():
+    small = 100 * 100 * 3
+    store = PhotoStore(capacity=64, max_bytes=3 * small)
+    ids = [store.put(np.full((100, 100, 3), i, np.uint8)) for i in range(5)]
+    assert all(store.get(pid) is not None for pid in ids[-3:])
+    with pytest.raises(gr.Error, match="no longer in memory"):
+        store.get(ids[-4])
+    big = store.put(np.zeros((1000, 1000, 3), np.uint8))  # above the budget on its own: kept, alone
+    assert store.get(big).shape == (1000, 1000, 3)
+    with pytest.raises(gr.Error):
+        store.get(ids[-1])
+
+
+def test_the_model_cache_keeps_every_snapshot_of_a_small_run_and_respects_its_budget(tiny_checkpoint, monkeypatch):
+    loads = []
+
+    def counted_load(*args):
+        loads.append(args)
+        return load_model(*args)
+    monkeypatch.setattr(inference, "load_model", counted_load)
+    cache = ModelCache()
+    for _ in range(3):  # the final weights and both snapshots, as the Epochs view asks for them
+        for epoch in (None, 1, 2):
+            cache.model(tiny_checkpoint, epoch)
+    assert len(loads) == 3
+    tight = ModelCache(max_model_bytes=1)  # room for the newest model only
+    for epoch in (None, 1, None):
+        tight.model(tiny_checkpoint, epoch)
+    assert len(loads) == 6
+
+
+def test_the_load_script_runs_two_users_for_a_few_seconds(tiny_checkpoint, capsys):
+    spec = importlib.util.spec_from_file_location("load_test", Path(__file__).parents[1] / "scripts" / "load_test.py")
+    load_test = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(load_test)
+    code = load_test.main(["--checkpoint", str(tiny_checkpoint), "--users", "2", "--duration", "5", "--ramp", "0",
+                           "--think", "0.2", "--clicks", "5"])
+    out = capsys.readouterr().out
+    assert code == 0 and ", 0 errors" in out, out
+    assert "attention click" in out and "tab redraw" in out and "server RSS" in out
+
+
+def test_no_code_unpickles_anything():
+    """Weights load through safetensors only: no torch.load and no pickle anywhere in the code."""
+    repo = Path(__file__).parents[1]
+    for path in [repo / "app.py", *(repo / "vitviz").rglob("*.py"), *(repo / "scripts").glob("*.py")]:
+        code = path.read_text()
+        assert "torch.load(" not in code and "import pickle" not in code and "pickle.load" not in code, path

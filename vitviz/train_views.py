@@ -1,0 +1,109 @@
+"""What the Train view draws from a run folder: the status line, the progress bars, the curves,
+the mask strips and the table of runs. Plain functions of the folder's files and `RunStatus`."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from PIL import Image
+
+from vitviz.jobs import RunStatus, log_tail
+from vitviz.render import caption_band
+
+RUNS_HEADERS = ["run", "state", "epochs", "pixel accuracy", "mIoU", "device"]
+STATE_ICONS = {"starting": "⏳", "running": "▶", "stopping": "⏹", "stopped": "⏸", "finished": "✔", "crashed": "💥"}
+MAX_STRIPS = 12  # mask strips shown: all epochs up to this many, else the first 4 and the last 8
+
+
+def format_duration(seconds: float) -> str:
+    """12 s, 3 min 05 s, 2 h 07 min."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def status_markdown(status: RunStatus | None) -> str:
+    """One Markdown line: the run, its state, device, speed and time left, or its final scores."""
+    if status is None:
+        return "No run yet: fill in the form and press **Start training**."
+    on_device = f" on {status.device}" if status.alive and status.device else ""
+    parts = [f"{STATE_ICONS[status.state]} **{status.name}** is **{status.state}**{on_device}"]
+    if status.state == "running":
+        if status.images_per_s:
+            parts.append(f"{status.images_per_s:,.0f} images/s")
+        if status.eta_s is not None:
+            parts.append(f"about {format_duration(status.eta_s)} left")
+    if status.state == "crashed":
+        last = log_tail(status.folder, 1)
+        parts.append(f"the job ended unexpectedly: `{last or 'no output'}` (full log below); Resume continues "
+                     "from the last finished epoch")
+    if status.pixel_accuracy is not None:
+        parts.append(f"last validation: pixel accuracy {status.pixel_accuracy:.1%}, mIoU {status.miou:.3f}")
+    return " · ".join(parts)
+
+
+def progress_html(status: RunStatus | None) -> str:
+    """Two labelled progress bars: epochs of the run, steps of the epoch in progress."""
+    if status is None or status.epochs is None:
+        return ""
+    epochs = f"Epoch {status.epochs_done} of {status.epochs} done"
+    bars = [f'<label>{epochs}<br><progress value="{status.epochs_done}" max="{status.epochs}" '
+            f'style="width:100%"></progress></label>']
+    if status.state == "running" and status.steps:
+        bars.append(f'<label>Epoch {status.epochs_done + 1}: step {status.step} of {status.steps}<br>'
+                    f'<progress value="{status.step}" max="{status.steps}" style="width:100%"></progress></label>')
+    return f'<div id="train-progress">{"<br>".join(bars)}</div>'
+
+
+def curves_figure(metrics: dict[int, dict]) -> go.Figure:
+    """Loss (training and validation), pixel accuracy and mean IoU per epoch, side by side."""
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("Loss", "Pixel accuracy (validation)", "Mean IoU (validation)"))
+    for key, name, col in (("train_loss", "training loss", 1), ("val_loss", "validation loss", 1),
+                           ("pixel_accuracy", "pixel accuracy", 2), ("miou", "mean IoU", 3)):
+        epochs = [e for e in sorted(metrics) if key in metrics[e]]
+        fig.add_trace(go.Scatter(x=epochs, y=[metrics[e][key] for e in epochs], name=name, mode="lines+markers"),
+                      row=1, col=col)
+    fig.update_xaxes(title_text="epoch", rangemode="tozero")
+    fig.update_layout(height=330, margin=dict(l=40, r=20, t=40, b=40), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def mask_strips(folder: str | os.PathLike) -> list[tuple[np.ndarray, str]]:
+    """(picture, caption) for the true masks, then the predicted masks after each epoch that the
+    trainer saved in val_masks/ (at most MAX_STRIPS epochs: the first 4 and the latest)."""
+    folder = Path(folder) / "val_masks"
+    epochs = sorted(folder.glob("epoch_*.png"))
+    if len(epochs) > MAX_STRIPS:
+        epochs = epochs[:4] + epochs[-(MAX_STRIPS - 4):]
+    named = ([(folder / "truth.png", "the true masks")] if (folder / "truth.png").is_file() else [])
+    named += [(path, f"epoch {int(path.stem.split('_')[1])}") for path in epochs]
+    strips = []
+    for path, caption in named:
+        try:
+            with Image.open(path) as im:
+                strips.append((np.asarray(im.convert("RGB")), caption))
+        except OSError:
+            continue  # replaced or removed while we read: the next poll shows it
+    return strips
+
+
+def mask_progression(strips: list[tuple[np.ndarray, str]]) -> np.ndarray | None:
+    """The strips one under another, each under a band with its caption; None when there are none."""
+    if not strips:
+        return None
+    width = max(picture.shape[1] for picture, _ in strips)
+    rows = [caption_band(np.pad(picture, ((0, 0), (0, width - picture.shape[1]), (0, 0)), constant_values=255), caption)
+            for picture, caption in strips]
+    return np.concatenate(rows, axis=0)
+
+
+def runs_table(statuses: list[RunStatus]) -> list[list[str]]:
+    """One row per run for a table with RUNS_HEADERS."""
+    return [[s.name, f"{STATE_ICONS[s.state]} {s.state}", f"{s.epochs_done}/{s.epochs or '?'}",
+             "" if s.pixel_accuracy is None else f"{s.pixel_accuracy:.1%}",
+             "" if s.miou is None else f"{s.miou:.3f}", s.device] for s in statuses]
