@@ -5,6 +5,9 @@
 
 The shell holds the photo, checkpoint and epoch pickers. Whenever one of them changes it runs the
 model once (cached), stores the new `AnalysisKey` in `ctx.analysis` and asks every tab to redraw.
+A lazy tab (Epochs: one forward pass per snapshot) redraws only while it is shown, or when opened.
+The header holds the language picker (it re-labels every localized component, then redraws the
+tabs in the new language) and the presenter-mode switch; the guided tour sits above the tabs.
 """
 
 import argparse
@@ -16,25 +19,29 @@ import torch
 
 from vitviz import sources
 from vitviz.checkpoint import CheckpointError
+from vitviz.i18n import DEFAULT, LANGUAGES, language_from_browser, text
 from vitviz.inference import Analysis, ModelCache
 from vitviz.photos import MAX_BYTES, PhotoError, load_photo_rgb
 from vitviz.attention_maps import fit_photo
-from vitviz.ui import attention, epochs, journey, positions, segment, train_tab
-from vitviz.ui.common import AnalysisKey, Context, PhotoStore
+from vitviz.ui import attention, epochs, journey, positions, segment, tour, train_tab
+from vitviz.ui.common import AnalysisKey, Context, PhotoStore, Refresh, only_when_shown
 
-TABS = (("Segment", segment), ("Tensor journey", journey), ("Position embeddings", positions),
-        ("Attention", attention), ("Epochs", epochs))
+TABS = (segment, journey, positions, attention, epochs)  # a tab's title is the text "shell.tab_<its id>"
 # System fonts only: the default themes would fetch Google Fonts, and a classroom may be offline.
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-NO_CHECKPOINT = ("**No checkpoint found** under `{dirs}`. Train one, e.g. `python -m vitviz.train --preset "
-                 "seed-small --data-root DATA --name seed-small`, then press ↻.")
+CSS = Path(__file__).parent / "vitviz" / "ui" / "style.css"  # presenter mode, projector-friendly sizes
+# Presenter mode is a class on the page's body, switched in the browser (no server round trip).
+PRESENTER_JS = "(on) => { document.body.classList.toggle('presenter', on); }"
 # At most CONCURRENCY events compute at once (one per core) and at most QUEUE_SIZE wait: a burst
 # of clicks gets "queue full" instead of piling up work and memory.
 CONCURRENCY = min(4, os.cpu_count() or 1)
 QUEUE_SIZE = 64
 RESCAN_SECONDS = 5  # how often the checkpoint picker looks for new runs and snapshots
-INTRO = ("# vitviz: inside a Vision Transformer that segments pets\n"
-         "Pick a photo (or drop your own), a checkpoint and an epoch; every tab below shows the same forward pass.")
+
+
+def tab_id(module) -> str:
+    """A tab's id: the name of its module ("epochs"), the same in every language."""
+    return module.__name__.rsplit(".", 1)[-1]
 
 
 def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints_dir: str | os.PathLike = "checkpoints",
@@ -46,10 +53,9 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
     start_name = next((name for name, folder in found.items() if folder == start), None)
     ctx = Context(ModelCache(), PhotoStore(), found, runs_dir=Path(runs_dir), data_root=data_root)
     allowed = [checkpoints_dir, runs_dir, *([start] if start else [])]  # the UI may only open these
-    scan_dirs = f"{checkpoints_dir}/ or {runs_dir}/"
-    notes = []  # shown under the header for as long as the app runs
+    notes = []  # (key, values) of the notes shown under the header for as long as the app runs
     if start is None:
-        notes.append(NO_CHECKPOINT.format(dirs=scan_dirs))
+        notes.append(("shell.no_checkpoint", dict(checkpoints=checkpoints_dir, runs=runs_dir)))
     elif start != Path(checkpoint).resolve():
         print(f"vitviz: {checkpoint} is not a checkpoint folder; opening {start_name}")
 
@@ -57,119 +63,160 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
     try:
         examples += sources.dataset_examples(data_root)
     except (OSError, ValueError) as e:
-        notes.append(f"⚠ No dataset photos among the examples: {e}")
+        notes.append(("shell.no_dataset_examples", dict(reason=e)))
     examples = sources.with_thumbnails(examples)
 
-    def status_text(analysis: Analysis, checkpoint_name: str, epoch_choice: str) -> str:
-        s, (rows, cols) = analysis.image_size, analysis.grid
-        h, w = analysis.photo.shape[:2]
-        epoch_label = {value: label for label, value in sources.epoch_choices(ctx.checkpoints[checkpoint_name])}
-        return (f"**{checkpoint_name}**, {epoch_label.get(epoch_choice, epoch_choice)} · photo {w}×{h} → "
-                f"model input {s}×{s}, {rows}×{cols} patches of {analysis.patch_size} px")
+    def notes_text(lang: str) -> str:
+        return "  \n".join(text(key, lang, **values) for key, values in notes)
 
-    def analyse(photo_id: str | None, checkpoint_name: str | None, epoch_choice: str | None):
+    def status_text(analysis: Analysis, checkpoint_name: str, epoch_choice: str, lang: str) -> str:
+        (rows, cols), (h, w) = analysis.grid, analysis.photo.shape[:2]
+        epoch_label = {value: label for label, value in sources.epoch_choices(ctx.checkpoints[checkpoint_name], lang)}
+        return text("shell.status", lang, checkpoint=checkpoint_name, epoch=epoch_label.get(epoch_choice, epoch_choice),
+                    width=w, height=h, size=analysis.image_size, rows=rows, cols=cols, patch=analysis.patch_size)
+
+    def analyse(photo_id: str | None, checkpoint_name: str | None, epoch_choice: str | None, lang: str = DEFAULT):
         """Run the model once for the current choice (the tabs then read the cache) →
         (analysis key, status line, photo preview)."""
-        preview = fit_photo(ctx.photos.get(photo_id), 240) if photo_id else None
+        preview = fit_photo(ctx.photos.get(photo_id, lang), 240) if photo_id else None
         try:
             folder = sources.checkpoint_folder(checkpoint_name, ctx.checkpoints, allowed)
         except sources.PathNotAllowed as e:
-            return None, f"⚠ {e}", preview
+            return None, text("shell.checkpoint_refused", lang, reason=e), preview
         if folder is None:
-            return None, "No checkpoint to run (see the note below).", preview
+            return None, text("shell.no_checkpoint_to_run", lang), preview
         if photo_id is None:
-            return None, "Upload a photo or pick an example.", preview
+            return None, text("shell.pick_photo", lang), preview
         key = AnalysisKey(photo_id, str(folder), sources.parse_epoch(epoch_choice))
         try:
-            analysis = ctx.analysis_for(key)
+            analysis = ctx.analysis_for(key, lang)
         except CheckpointError as e:
-            gr.Warning(str(e))
-            return None, f"⚠ {e}", preview
-        return key, status_text(analysis, checkpoint_name, epoch_choice), preview
+            message = text("shell.checkpoint_refused", lang, reason=e)
+            gr.Warning(message)
+            return None, message, preview
+        return key, status_text(analysis, checkpoint_name, epoch_choice, lang), preview
 
     # A photo that cannot be read raises a one-line gr.Error; it only touches the hidden photo
     # id (so no component shows an error badge) and `.success` stops the redraw there.
-    def use_upload(path: str | None):
+    def use_upload(path: str | None, lang: str = DEFAULT):
         if path is None:
             return gr.skip()
         try:
             return ctx.photos.put(load_photo_rgb(path))
         except PhotoError as e:
-            raise gr.Error(f"This file cannot be used as a photo: {e}", print_exception=False) from None
+            raise gr.Error(text("shell.bad_upload", lang, reason=e), print_exception=False) from None
 
-    def use_example(index: int) -> tuple:
+    def use_example(index: int, lang: str) -> tuple:
         """(photo id, cleared upload box) for example `index`."""
         try:
             photo = load_photo_rgb(examples[index][0])
         except PhotoError as e:
-            raise gr.Error(f"This example cannot be read: {e}", print_exception=False) from None
+            raise gr.Error(text("shell.bad_example", lang, reason=e), print_exception=False) from None
         return ctx.photos.put(photo), None
 
-    def pick_example(evt: gr.SelectData) -> tuple:
-        return use_example(evt.index)
+    def pick_example(evt: gr.SelectData, lang: str = DEFAULT) -> tuple:
+        return use_example(evt.index, lang)
 
-    def first_example() -> tuple:
-        return use_example(0) if examples else (None, None)
+    def first_example(lang: str = DEFAULT) -> tuple:
+        return use_example(0, lang) if examples else (None, None)
 
-    def use_checkpoint(name: str | None):
+    def use_checkpoint(name: str | None, lang: str = DEFAULT):
         try:
             folder = sources.checkpoint_folder(name, ctx.checkpoints, allowed)
         except sources.PathNotAllowed:
-            return gr.update(choices=sources.epoch_choices(None), value=sources.FINAL)  # analyse says why
-        return gr.update(choices=sources.epoch_choices(folder), value=sources.FINAL)
+            return gr.update(choices=sources.epoch_choices(None, lang), value=sources.FINAL)  # analyse says why
+        return gr.update(choices=sources.epoch_choices(folder, lang), value=sources.FINAL)
 
-    def rescan(current: str | None):
+    def rescan(current: str | None, lang: str = DEFAULT):
         ctx.checkpoints.update(sources.find_checkpoints(checkpoints_dir, runs_dir))
-        epochs_now = sources.epoch_choices(ctx.checkpoints.get(current))
+        epochs_now = sources.epoch_choices(ctx.checkpoints.get(current), lang)
         return gr.update(choices=list(ctx.checkpoints)), gr.update(choices=epochs_now)
 
-    def rescan_if_changed(current: str | None, shown: list | None):
-        pickers = rescan(current)
+    def rescan_if_changed(current: str | None, shown: list | None, lang: str = DEFAULT):
+        pickers = rescan(current, lang)
         choices = [pickers[0]["choices"], pickers[1]["choices"]]
         return (gr.skip(), gr.skip(), shown) if choices == shown else (*pickers, choices)
 
     with gr.Blocks(title="vitviz", analytics_enabled=False) as demo:
         ctx.analysis = gr.State(None)
         photo_id = gr.State(None)
-        gr.Markdown(INTRO)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=5):
+                ctx.localized(gr.Markdown, {"value": "shell.intro"}, elem_id="intro")
+            with gr.Column(scale=2, min_width=240):
+                ctx.language = ctx.localized(gr.Radio, {"label": "shell.language"}, elem_id="language",
+                                             choices=[(name, code) for code, name in LANGUAGES.items()], value=DEFAULT)
+                presenter = ctx.localized(gr.Checkbox, {"label": "shell.presenter"}, value=False, elem_id="presenter")
+        browser_language = gr.Textbox(visible=False)  # navigator.language, read when the page loads
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=200):
-                upload = gr.File(label="Your photo (drop or click)", file_types=["image"], height=120)
-                preview = gr.Image(label="Current photo", interactive=False, height=150, format="png",
-                                   buttons=[])
+                upload = ctx.localized(gr.File, {"label": "shell.upload"}, file_types=["image"], height=120,
+                                       elem_id="upload")
+                preview = ctx.localized(gr.Image, {"label": "shell.preview"}, interactive=False, height=150,
+                                        format="png", buttons=[])
             with gr.Column(scale=4):
-                gallery = gr.Gallery([(thumb, caption) for _, caption, thumb in examples], label="Examples (click one)",
-                                     columns=6, height=230, allow_preview=False, object_fit="cover", format="png")
+                gallery = ctx.localized(gr.Gallery, {"label": "shell.examples"},
+                                        value=[(thumb, caption) for _, caption, thumb in examples], columns=6,
+                                        height=230, allow_preview=False, object_fit="cover", format="png")
             with gr.Column(scale=3, min_width=240):
-                checkpoint_dd = gr.Dropdown(list(found), value=start_name, label="Checkpoint")
-                epoch_dd = gr.Dropdown(sources.epoch_choices(start), value=sources.FINAL, label="Epoch")
+                checkpoint_dd = ctx.localized(gr.Dropdown, {"label": "shell.checkpoint"}, choices=list(found),
+                                              value=start_name)
+                epoch_dd = ctx.localized(gr.Dropdown, {"label": "shell.epoch"}, choices=sources.epoch_choices(start),
+                                         value=sources.FINAL)
                 status = gr.Markdown()
-                rescan_btn = gr.Button("↻ Look for new checkpoints and snapshots", size="sm", variant="secondary")
-        gr.Markdown("  \n".join(notes), visible=bool(notes))
+                rescan_btn = ctx.localized(gr.Button, {"value": "shell.rescan"}, size="sm", variant="secondary")
+        ctx.localized(gr.Markdown, {"value": notes_text}, visible=bool(notes))
 
+        guide = tour.build(ctx)
+        shown_tab = gr.State(tab_id(TABS[0]))  # the tab on screen: lazy tabs draw only there
         refreshes = []
-        for title, module in TABS:
-            with gr.Tab(title):
-                refreshes.append(module.build(ctx))
-        with gr.Tab("Train"):  # starts and watches training jobs; it does not redraw for the photo
-            train_tab.build(ctx)
+        with gr.Tabs() as tab_bar:
+            for module in TABS:
+                with ctx.localized(gr.Tab, {"label": f"shell.tab_{tab_id(module)}"}, id=tab_id(module)):
+                    refresh = module.build(ctx)
+                    # Inside the tab: a lazy tab's State placed between two tabs would shift the later
+                    # tabs' order in the browser (the Train tab showed up twice).
+                    refreshes.append(only_when_shown(refresh, tab_id(module), shown_tab) if refresh.lazy else refresh)
+            # Train starts and watches training jobs; it does not redraw for the photo.
+            with ctx.localized(gr.Tab, {"label": "shell.tab_train_tab"}, id=tab_id(train_tab)):
+                train_tab.build(ctx)
+        tab_ids = [tab_id(module) for module in TABS] + [tab_id(train_tab)]
+        refreshes.append(guide.refresh)  # the tour quotes the photo's numbers: redrawn after the tabs
 
-        analyse_io = ([photo_id, checkpoint_dd, epoch_dd], [ctx.analysis, status, preview])
+        def note_shown_tab(evt: gr.SelectData) -> str:
+            return tab_ids[evt.index]
 
-        def redraw_tabs_after(event):
-            for r in refreshes:
+        analyse_io = ([photo_id, checkpoint_dd, epoch_dd, ctx.language], [ctx.analysis, status, preview])
+
+        def redraw_tabs_after(event, tabs: list[Refresh] = refreshes) -> None:
+            for r in tabs:
                 event = event.then(r.fn, [ctx.analysis, *r.inputs], r.outputs)
 
-        redraw_tabs_after(upload.upload(use_upload, upload, photo_id).success(analyse, *analyse_io))
-        redraw_tabs_after(gallery.select(pick_example, None, [photo_id, upload]).success(analyse, *analyse_io))
-        redraw_tabs_after(checkpoint_dd.input(use_checkpoint, checkpoint_dd, epoch_dd).then(analyse, *analyse_io))
+        redraw_tabs_after(upload.upload(use_upload, [upload, ctx.language], photo_id).success(analyse, *analyse_io))
+        redraw_tabs_after(gallery.select(pick_example, ctx.language, [photo_id, upload]).success(analyse, *analyse_io))
+        redraw_tabs_after(checkpoint_dd.input(use_checkpoint, [checkpoint_dd, ctx.language], epoch_dd)
+                          .then(analyse, *analyse_io))
         redraw_tabs_after(epoch_dd.input(analyse, *analyse_io))
-        redraw_tabs_after(demo.load(first_example, None, [photo_id, upload]).success(analyse, *analyse_io))
-        rescan_btn.click(rescan, checkpoint_dd, [checkpoint_dd, epoch_dd])
+        redraw_tabs_after(demo.load(first_example, ctx.language, [photo_id, upload]).success(analyse, *analyse_io))
+        # A new language: every localized component gets its texts, then the pickers, the tabs and
+        # the tour are redrawn, since their other texts are written by the handlers.
+        redraw_tabs_after(ctx.language.change(ctx.translations, ctx.language, ctx.localized_outputs(),
+                                              show_progress="hidden")
+                          .then(rescan, [checkpoint_dd, ctx.language], [checkpoint_dd, epoch_dd])
+                          .then(analyse, *analyse_io))
+        demo.load(language_from_browser, browser_language, ctx.language, js="() => navigator.language")
+        presenter.change(None, presenter, None, js=PRESENTER_JS)
+        # A tour step opens its tab, which then draws if it is a lazy one.
+        for step_event in guide.follow(tab_bar, shown_tab):
+            redraw_tabs_after(step_event, [r for r in refreshes if r.lazy])
+        # Opening a lazy tab draws it, if the photo, checkpoint or epoch changed since its last drawing.
+        redraw_tabs_after(tab_bar.select(note_shown_tab, None, shown_tab, show_progress="hidden", concurrency_limit=None),
+                          [r for r in refreshes if r.lazy])
+        rescan_btn.click(rescan, [checkpoint_dd, ctx.language], [checkpoint_dd, epoch_dd])
         # The same rescan every few seconds, so the runs and snapshots of a training job appear by
         # themselves; the pickers are only sent when their choices changed.
         shown_choices = gr.State(None)
-        gr.Timer(RESCAN_SECONDS).tick(rescan_if_changed, [checkpoint_dd, shown_choices],
+        gr.Timer(RESCAN_SECONDS).tick(rescan_if_changed, [checkpoint_dd, shown_choices, ctx.language],
                                       [checkpoint_dd, epoch_dd, shown_choices], show_progress="hidden")
     return demo
 
@@ -200,8 +247,8 @@ def main(argv: list[str] | None = None) -> None:
         if block_fn.concurrency_limit == "default":
             block_fn.concurrency_id = "vitviz"
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, theme=THEME, ssr_mode=False,
-                max_file_size=MAX_BYTES)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, theme=THEME, css_paths=[CSS],
+                ssr_mode=False, max_file_size=MAX_BYTES)
 
 
 if __name__ == "__main__":

@@ -6,23 +6,21 @@
 
 Each user is a thread with its own Gradio session. It uploads its own photo (a bundled example,
 cropped and tinted differently per upload, so the model really runs) and then does what a browser
-does after an upload: runs the analysis and redraws the five tabs. Then it clicks random patches on
-the Attention and Position-embedding photos, pausing like a person between clicks, and uploads a
-new photo after every `--clicks` clicks. It stops after `--duration` seconds or `--max-requests`
-requests, whichever comes first, and prints the requests, the errors, p50/p95 latency per kind of
-request, and (when it started the server) the server's memory over the run.
+does after an upload: runs the analysis and redraws the tabs (the Epochs tab, never opened, skips its
+redraw). Then it clicks random patches on the Attention and Position-embedding photos, pausing
+like a person between clicks, and uploads a new photo after every `--clicks` clicks. It stops
+after `--duration` seconds or `--max-requests` requests, whichever comes first, and prints the
+requests, the errors, p50/p95 latency per kind of request, and (when it started the server) the
+server's memory over the run.
 """
 
 import argparse
-import os
+import contextlib
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +30,13 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as `python scripts/load_test.py`: make vitviz importable
+from vitviz.serve import running_app  # noqa: E402
+
 EXAMPLES = sorted((REPO / "vitviz" / "examples").glob("*.[jp][pn]g"))
 CLICKABLE_PHOTO = "Photo — click a patch"  # the label of the Attention and Position-embeddings photos
-CLICK_INPUTS = {"attention click": (1, "query", "local"),  # layer, direction, colour scale
-                "positions click": ("fixed",)}  # colour range
+CLICK_INPUTS = {"attention click": (1, "query", "local", "en"),  # layer, direction, colour scale, language
+                "positions click": ("fixed", "en")}  # colour range, language
 REQUEST_TIMEOUT_S = 60
 
 
@@ -63,34 +64,6 @@ def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (0-100) of `values`, nearest rank."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(app_args: list[str], log_path: Path, timeout_s: float = 180) -> tuple[subprocess.Popen, str]:
-    """Start `python app.py` on a free port of 127.0.0.1 → (process, URL once it answers)."""
-    port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *app_args], cwd=REPO, stdout=log,
-                                stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + timeout_s
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app.py exited with {proc.returncode}; see {log_path}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return proc, url
-        except OSError:
-            if time.time() > deadline:
-                proc.terminate()
-                raise RuntimeError(f"app.py did not answer in {timeout_s} s; see {log_path}")
-            time.sleep(0.5)
 
 
 def rss_mb(pid: int) -> float:
@@ -233,37 +206,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ramp", type=float, default=10, help="seconds over which the users arrive")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory(prefix="vitviz-load-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="vitviz-load-") as tmp, contextlib.ExitStack() as stack:
         folder = Path(tmp)
-        server = None
+        server = None  # the app this script started, if it started one
         url = args.url
         if url is None:
             app_args = ["--checkpoint", args.checkpoint] if args.checkpoint else []
-            server, url = start_server(app_args, folder / "server.log")
-            print(f"started app.py (pid {server.pid}) at {url}")
-        try:
-            checkpoint = client_checkpoint(Client(url, verbose=False, download_files=False))
-            print(f"{args.users} users for {args.duration:.0f} s on {checkpoint}, think time {args.think} s")
-            results, memory = Results(), []
-            start = time.time()
-            stop_at = start + args.duration
-            threads = [threading.Thread(target=user, args=(url, checkpoint, i, start + i * args.ramp / args.users,
-                                                           stop_at, args.max_requests, args.clicks, args.think,
-                                                           results, folder))
-                       for i in range(args.users)]
-            for t in threads:
-                t.start()
-            while any(t.is_alive() for t in threads):
-                if server is not None:
-                    memory.append((time.time() - start, rss_mb(server.pid)))
-                time.sleep(1)
+            server = stack.enter_context(running_app(*app_args, log=folder / "server.log"))
+            url = server.url
+            print(f"started app.py (pid {server.process.pid}) at {url}")
+        checkpoint = client_checkpoint(Client(url, verbose=False, download_files=False))
+        print(f"{args.users} users for {args.duration:.0f} s on {checkpoint}, think time {args.think} s")
+        results, memory = Results(), []
+        start = time.time()
+        stop_at = start + args.duration
+        threads = [threading.Thread(target=user, args=(url, checkpoint, i, start + i * args.ramp / args.users,
+                                                       stop_at, args.max_requests, args.clicks, args.think,
+                                                       results, folder))
+                   for i in range(args.users)]
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
             if server is not None:
-                memory.append((time.time() - start, rss_mb(server.pid)))
-            ok = report(results, time.time() - start, memory)
-        finally:
-            if server is not None:
-                server.terminate()
-                server.wait(timeout=30)
+                memory.append((time.time() - start, rss_mb(server.process.pid)))
+            time.sleep(1)
+        if server is not None:
+            memory.append((time.time() - start, rss_mb(server.process.pid)))
+        ok = report(results, time.time() - start, memory)
     return 0 if ok else 1
 
 

@@ -10,4 +10,9 @@ if ! command -v chromium >/dev/null 2>&1; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ||
     echo "warning: could not install chromium; browser tests will be skipped"
 fi
+# The guided-tour test's Japanese screenshots need a CJK font to be readable (the test passes without).
+if ! fc-list :lang=ja 2>/dev/null | grep -q .; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk >/dev/null) ||
+    echo "warning: could not install fonts-noto-cjk; Japanese screenshots will show empty boxes"
+fi
 python -m pytest -q "$@"

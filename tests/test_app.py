@@ -7,9 +7,11 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
+from PIL import Image
 
 from app import build_app
-from vitviz import sources
+from session import Session, tab_bar, upload_photo
+from vitviz import inference, sources
 from vitviz.inference import ModelCache
 from vitviz.ui import epochs, journey, segment
 from vitviz.ui.common import AnalysisKey, Context, PhotoStore
@@ -76,7 +78,7 @@ def tabs(tiny_checkpoint):
     """The three tabs built in a Blocks, and a key for PHOTO on the tiny checkpoint at epoch 1."""
     ctx = Context(ModelCache(), PhotoStore(), {"tiny": Path(tiny_checkpoint)})
     with gr.Blocks():
-        ctx.analysis = gr.State(None)
+        ctx.analysis, ctx.language = gr.State(None), gr.State("en")
         refreshes = {name: module.build(ctx) for name, module in
                      (("segment", segment), ("journey", journey), ("epochs", epochs))}
     return ctx, refreshes, AnalysisKey(ctx.photos.put(PHOTO), str(tiny_checkpoint), 1)
@@ -100,26 +102,62 @@ def test_the_segment_tab_draws_the_overlay_at_the_photos_size(tabs):
 
 def test_the_journey_tab_starts_on_the_centre_patch_and_lists_every_stage(tabs):
     ctx, refreshes, key = tabs
-    patch, grid_photo, info, summary, rows, pictures, conv = refreshes["journey"].fn(key, None)
+    patch, grid_photo, info, summary, table, pictures, conv = refreshes["journey"].fn(key, None)
+    rows = table["value"]  # sent with the headers, which follow the language
     assert patch == 2 * 4 + 2  # the tiny model sees a 4×4 grid
     assert grid_photo.shape == PHOTO.shape and "Patch 10" in info
     assert len(rows) == len(ctx.analysis_for(key).trace.stages) + 1 == len(pictures)
     assert "Max |linear − conv|" in conv
 
 
-def test_the_epochs_tab_shows_both_snapshots_and_a_gif(tabs):
+def test_the_epochs_tab_shows_the_snapshots_then_the_final_weights_and_a_gif(tabs):
     ctx, refreshes, key = tabs
     explanation, strip, slider, large, metrics, gif = refreshes["epochs"].fn(key)
-    assert [caption for _, caption in strip] == ["epoch 1", "epoch 2"]
+    # Snapshot 2 is left out: it holds the same weights as the final ones, of epoch 2.
+    assert [caption for _, caption in strip] == ["epoch 1", "final (epoch 2)"]
     assert slider["value"] == 1 and slider["maximum"] == 2  # the key asks for epoch 1
+    assert slider["label"].endswith("= epochs 1, then final (epoch 2)")
     assert metrics.startswith("**Epoch 1**") and "8×8" in explanation
     assert Path(gif["value"]).suffix == ".gif" and Path(gif["value"]).is_file()
+    *_, large, metrics, _ = refreshes["epochs"].fn(AnalysisKey(key.photo_id, key.checkpoint, None))
+    assert large["label"] == "Mask: final (epoch 2)" and metrics.startswith("**Final (epoch 2)**: train loss")
+    assert "pixel accuracy" in metrics  # the last epoch is validated
+
+
+def test_the_epochs_tab_runs_the_model_only_while_it_is_shown(tiny_checkpoint, tmp_path, monkeypatch):
+    """The Epochs tab runs the model once per snapshot: after a new photo it computes only when
+    it is looked at (at once while it is open, else when it is opened), and only once."""
+    passes = []
+    analyse = inference.analyse
+    monkeypatch.setattr(inference, "analyse", lambda *args: passes.append(args) or analyse(*args))
+    demo = build_app(checkpoint=tiny_checkpoint, checkpoints_dir=tmp_path / "none", runs_dir=tiny_checkpoint.parent)
+    session, tabs = Session(demo), tab_bar(demo)
+    strip = next(block for block in demo.blocks.values() if block.elem_id == "epochs-strip")
+
+    def new_photo(seed: int) -> str:
+        path = tmp_path / f"photo-{seed}.png"
+        Image.fromarray(np.random.default_rng(seed).integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(path)
+        return str(path)
+
+    upload_photo(session, new_photo(1))  # on the first tab, Segment
+    assert len(passes) == 1 and not session.value(strip)  # the final weights only
+    session.select_tab(tabs, "epochs")
+    assert len(passes) == 2  # snapshot 1 (snapshot 2 is the final weights, already analysed)
+    assert [caption for _, caption in session.value(strip)] == ["epoch 1", "final (epoch 2)"]
+    session.select_tab(tabs, "segment")
+    session.select_tab(tabs, "epochs")
+    assert len(passes) == 2  # the same photo: nothing to compute again
+    upload_photo(session, new_photo(2))  # while the Epochs tab is open it redraws at once
+    assert len(passes) == 4
+    session.select_tab(tabs, "attention")
+    upload_photo(session, new_photo(3))
+    assert len(passes) == 5
 
 
 def test_a_class_token_run_with_one_snapshot(tiny_class_checkpoint):
     ctx = Context(ModelCache(), PhotoStore(), {})
     with gr.Blocks():
-        ctx.analysis = gr.State(None)
+        ctx.analysis, ctx.language = gr.State(None), gr.State("en")
         refresh_segment, refresh_epochs = segment.build(ctx), epochs.build(ctx)
     key = AnalysisKey(ctx.photos.put(PHOTO), str(tiny_class_checkpoint), None)
     _, strip, slider, *_ = refresh_epochs.fn(key)

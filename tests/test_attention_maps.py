@@ -8,6 +8,7 @@ import torch
 
 from vitviz import attention_maps as am
 from vitviz.checkpoint import load_model
+from vitviz.i18n import text
 from vitviz.inference import ModelCache, analyse
 from vitviz.ui import attention as attention_tab
 from vitviz.ui.common import AnalysisKey, Context, PhotoStore
@@ -237,7 +238,8 @@ def test_fit_photo_only_shrinks():
 
 def _tab(checkpoint):
     with gr.Blocks() as demo:
-        ctx = Context(ModelCache(), PhotoStore(), {"tiny": checkpoint}, analysis=gr.State(None))
+        ctx = Context(ModelCache(), PhotoStore(), {"tiny": checkpoint}, analysis=gr.State(None),
+                      language=gr.State("en"))
         refresh = attention_tab.build(ctx)
     return demo, ctx, refresh
 
@@ -265,7 +267,7 @@ def test_attention_tab_builds_and_refreshes(which, request):
     assert clicked[0] == 3  # top-right patch of the 4x4 grid
 
     empty = refresh.fn(None, *[c.value for c in refresh.inputs])
-    assert empty[2] == attention_tab.NO_PHOTO
+    assert empty[2] == text("attention.no_photo")
 
 
 def test_click_before_a_photo_says_so(tiny_checkpoint):
@@ -273,3 +275,71 @@ def test_click_before_a_photo_says_so(tiny_checkpoint):
     on_click = _handler(demo, "on_click")
     with pytest.warns(UserWarning, match="Upload or pick a photo first"):
         on_click(None, 1, "query", "local", gr.SelectData(None, {"index": [1, 1], "value": None}))
+
+
+def test_overlay_equals_colouring_every_pixel():
+    """`overlay` colours the cells before enlarging them: the same picture as colouring each pixel."""
+    photo = _photo(95, 127)
+    heat = np.random.default_rng(1).random((5, 7))
+    expected = photo * 0.4 + am.colourise(am.upsample_nearest(heat, 95, 127)) * 0.6
+    assert np.abs(am.overlay(photo, heat).astype(int) - np.round(expected)).max() <= 1
+
+
+# ───────────────────────── one click's pictures, and their PNG files ─────────────────────────
+
+
+@pytest.mark.parametrize("which", ["plain_analysis", "class_analysis"])
+def test_attention_pictures_and_their_png_files(which, request, tmp_path):
+    from PIL import Image
+
+    from vitviz.attention_views import attention_pictures
+    from vitviz.downloads import save_pngs
+
+    analysis = request.getfixturevalue(which)
+    pictures = attention_pictures(analysis, patch=5, layer=99, direction="key", scale="global")  # layer clamped to 2
+    assert pictures.photo.shape == analysis.photo.shape
+    assert (pictures.class_token is not None) == analysis.has_class_token
+    named = pictures.named("attention patch 5/layer 2")
+    assert len(named) == 4 + int(analysis.has_class_token)
+    paths = save_pngs(named, tmp_path)
+    assert [p.name for p in paths][:2] == ["attention-patch-5-layer-2-photo.png", "attention-patch-5-layer-2-heads.png"]
+    for path, picture in zip(paths, named.values()):
+        with Image.open(path) as png:
+            assert png.format == "PNG" and np.array_equal(np.asarray(png), picture)  # lossless
+
+
+def test_png_folders_are_separate_per_save_and_pruned(tmp_path):
+    import os
+
+    from vitviz import downloads
+
+    picture = {"x": np.zeros((4, 4, 3), np.uint8)}
+    first, second = downloads.save_pngs(picture, tmp_path)[0], downloads.save_pngs(picture, tmp_path)[0]
+    assert first.parent != second.parent and first.name == second.name == "x.png"
+    os.utime(first.parent, (0, 0))  # as if saved long ago
+    downloads.save_pngs(picture, tmp_path)
+    assert not first.parent.exists() and second.exists()
+
+
+def test_analysis_keeps_what_every_click_needs(plain_analysis):
+    torch.testing.assert_close(plain_analysis.rollout, am.attention_rollout(plain_analysis.trace.attentions))
+    assert plain_analysis.rollout is plain_analysis.rollout  # computed once
+    fitted = plain_analysis.photo_fitted(32)
+    assert fitted is plain_analysis.photo_fitted(32) and max(fitted.shape[:2]) == 32
+
+
+def test_the_png_button_saves_the_pictures_on_screen(tiny_checkpoint):
+    from PIL import Image
+
+    demo, ctx, refresh = _tab(tiny_checkpoint)
+    key = AnalysisKey(ctx.photos.put(_photo()), str(tiny_checkpoint), None)
+    out = refresh.fn(key, *[c.value for c in refresh.inputs])
+    assert out[8].visible is False  # no stale PNG list next to a new photo
+    files = _handler(demo, "on_save")(key, 3, 2, "query", "local")
+    assert files.visible and len(files.value) == 4  # photo, heads, layers × heads, rollout
+    assert [f["orig_name"] for f in files.value][1] == "attention-patch3-layer2-query-local-heads.png"
+    with Image.open(files.value[1]["path"]) as heads:
+        assert heads.format == "PNG"
+        expected = attention_tab.attention_pictures(ctx.analysis_for(key), 3, 2, "query", "local").heads
+        assert np.array_equal(np.asarray(heads), expected)
+    assert _handler(demo, "on_save")(None, 3, 2, "query", "local") is not None  # a warning, not a crash

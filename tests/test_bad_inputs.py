@@ -25,12 +25,13 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from app import TABS, build_app
-from browser import app_server
-from vitviz import inference, photos, sources
+from app import build_app
+from session import Session, tab_bar, upload_photo
+from vitviz import inference, jobs, photos, sources
 from vitviz.checkpoint import CheckpointError, load_model, read_config
 from vitviz.inference import ModelCache
 from vitviz.photos import PhotoError, load_photo_rgb
+from vitviz.serve import running_app
 from vitviz.ui.common import PhotoStore
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
@@ -200,15 +201,6 @@ def handler(demo: gr.Blocks, name: str) -> Callable:
     return next(block_fn.fn for block_fn in demo.fns.values() if block_fn.api_name == name)
 
 
-def tab_refreshes(demo: gr.Blocks) -> list:
-    """The tab redraws chained after an upload's analysis, each with its inputs' initial values
-    (all but the first input, the analysis key)."""
-    fns = list(demo.fns.values())
-    analyse = next(i for i, block_fn in enumerate(fns) if block_fn.api_name == "analyse")
-    return [(block_fn.fn, [getattr(block, "value", None) for block in block_fn.inputs[1:]])
-            for block_fn in fns[analyse + 1:analyse + 1 + len(TABS)]]
-
-
 def click(x: float, y: float) -> gr.SelectData:
     return gr.SelectData(None, {"index": [x, y], "value": None, "selected": True})
 
@@ -240,11 +232,15 @@ def test_the_upload_handler_answers_a_bad_file_in_one_line_then_takes_a_good_one
 
 @pytest.mark.parametrize("name", ["1x1", "wide 4000x20", "tall 20x4000", "exif rotated", "animated gif"])
 def test_odd_photos_go_through_every_tab(app, name, write):
-    key, status = upload_and_analyse(app, write(name, READABLE[name][0]))
+    demo = app[0]
+    session = Session(demo)  # one browser, which opens the Epochs tab (drawn only while shown) and uploads
+    session.select_tab(tab_bar(demo), "epochs")
+    upload_photo(session, str(write(name, READABLE[name][0])))  # then every tab redraws for it
+    analyse = next(block_fn for block_fn in demo.fns.values() if block_fn.api_name == "analyse")
+    key, status = (session.value(block) for block in analyse.outputs[:2])
     assert key is not None, status
-    for refresh, inputs in tab_refreshes(app[0]):
-        outputs = refresh(key, *inputs)
-        assert len(outputs) > 1
+    strip = next(block for block in demo.blocks.values() if block.elem_id == "epochs-strip")
+    assert [caption for _, caption in session.value(strip)] == ["epoch 1", "final (epoch 2)"]
 
 
 def test_clicks_before_a_photo_and_outside_it_change_nothing(app, write):
@@ -266,8 +262,8 @@ def test_a_running_server_answers_bad_uploads_in_one_line_and_keeps_serving(tiny
     error, a file above the upload limit is refused, and a good photo afterwards gets its analysis."""
     args = ["--checkpoint", str(tiny_checkpoint), "--checkpoints-dir", str(tmp_path / "none"),
             "--runs-dir", str(tiny_checkpoint.parent)]
-    with app_server(*args) as url:
-        client = Client(url, verbose=False, download_files=False)
+    with running_app(*args) as app:
+        client = Client(app.url, verbose=False, download_files=False)
         for name, file_name in (("not an image", "not-an-image.jpg"), ("truncated jpeg", "truncated.jpg"),
                                 ("decompression bomb 30000x30000", "bomb.png"), ("not an image", "script.sh")):
             with pytest.raises(AppError) as caught:
@@ -371,6 +367,28 @@ def test_paths_from_the_ui_are_resolved_and_confined(tmp_path):
         sources.confine(runs / "link", [runs])
 
 
+@pytest.mark.parametrize("data_root", [None, "tiny_data"])
+def test_the_train_tab_trains_only_on_data_inside_the_apps_data_root(tiny_data, tmp_path, data_root):
+    data_root = tiny_data if data_root else None
+    demo = build_app(checkpoint=tmp_path / "none", checkpoints_dir=tmp_path / "none", runs_dir=tmp_path / "runs",
+                     data_root=data_root)
+    field = next(block for block in demo.blocks.values() if block.elem_id == "train-data-root")
+    form = jobs.form_defaults("tiny")
+    values = [form[f] for f in (*jobs.MODEL_FIELDS, *jobs.TRAIN_FIELDS)]
+    start = handler(demo, "start")
+    if data_root is None:  # the field says why it cannot be used, and a start through the API is refused
+        assert field.info == jobs.NO_DATA_ROOT and not field.interactive and field.value == ""
+        message, _ = start("tiny", "run", str(tiny_data), "en", *values)
+        assert message == f"⚠ {jobs.NO_DATA_ROOT}"
+    else:
+        assert str(tiny_data.resolve()) in field.info and field.interactive and field.value == str(tiny_data)
+        for outside in ("/etc", f"{tiny_data}/..", tmp_path):
+            message, _ = start("tiny", "run", str(outside), "en", *values)
+            assert message.startswith("⚠ Data root:") and "is outside the folders this app may read" in message
+            assert one_line(message)
+    assert not (tmp_path / "runs").exists()  # no job was started
+
+
 def test_a_checkpoint_that_links_outside_the_allowed_folders_is_refused(tiny_checkpoint, tmp_path, write):
     runs, elsewhere = tmp_path / "runs", tmp_path / "elsewhere"
     shutil.copytree(tiny_checkpoint, runs / "good")
@@ -417,12 +435,13 @@ def test_the_model_cache_keeps_every_snapshot_of_a_small_run_and_respects_its_bu
     assert len(loads) == 6
 
 
-def test_the_load_script_runs_two_users_for_a_few_seconds(tiny_checkpoint, capsys):
+def test_the_load_script_runs_two_users_for_a_few_requests(tiny_checkpoint, capsys):
     spec = importlib.util.spec_from_file_location("load_test", Path(__file__).parents[1] / "scripts" / "load_test.py")
     load_test = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(load_test)
-    code = load_test.main(["--checkpoint", str(tiny_checkpoint), "--users", "2", "--duration", "5", "--ramp", "0",
-                           "--think", "0.2", "--clicks", "5"])
+    # Stopped by a request count, not a clock, so a busy machine still gets as far as the clicks.
+    code = load_test.main(["--checkpoint", str(tiny_checkpoint), "--users", "2", "--duration", "300",
+                           "--max-requests", "40", "--ramp", "0", "--think", "0.2", "--clicks", "5"])
     out = capsys.readouterr().out
     assert code == 0 and ", 0 errors" in out, out
     assert "attention click" in out and "tab redraw" in out and "server RSS" in out

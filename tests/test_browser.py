@@ -6,6 +6,7 @@ The app runs a 64 px 'tiny' checkpoint trained here in a few seconds, with an em
 folder, so the test never depends on the checkpoints shipped in the repository.
 """
 
+import re
 import time
 from pathlib import Path
 
@@ -13,8 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from browser import ARTIFACTS, app_server, browser_page, screenshot
+from browser import ARTIFACTS, browser_page, screenshot
 from vitviz import train
+from vitviz.serve import running_app
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -81,13 +83,13 @@ def test_explorer_in_a_browser(browser_run, tmp_path):
     empty = tmp_path / "no-checkpoints"
     empty.mkdir()
     page_errors: list[str] = []
-    with app_server("--checkpoint", str(browser_run), "--checkpoints-dir", str(empty),
-                    "--runs-dir", str(browser_run.parent)) as url, browser_page() as page:
+    with running_app("--checkpoint", str(browser_run), "--checkpoints-dir", str(empty),
+                     "--runs-dir", str(browser_run.parent)) as app, browser_page() as page:
         page.set_default_timeout(WAIT_MS)
         page.on("pageerror", lambda e: page_errors.append(str(e)))
 
         # 1. The app loads and analyses its first example photo.
-        page.goto(url)
+        page.goto(app.url)
         expect(page.get_by_text("model input 64×64")).to_be_visible(timeout=WAIT_MS)
         example_overlay = wait_for_new_picture(page, "segment-overlay", None)
         screenshot(page, "browser-01-loaded")
@@ -143,9 +145,14 @@ def test_explorer_in_a_browser(browser_run, tmp_path):
         expect(status).to_contain_text("layer 2 of 2")
         screenshot(page, "browser-08-attention-global")
 
-        # 5. Download the per-head figure as a PNG through the picture's own download button.
+        # 5. The click views are sent as JPEG (fast); the PNG button writes the pictures on screen
+        # as PNG files, and the per-head one downloads from the file list.
+        page.locator("#attention-save").click()
+        files = page.locator("#attention-png")
+        heads_row = files.get_by_role("row", name=re.compile(r"-(local|global)-heads\.png"))
+        expect(heads_row).to_be_visible(timeout=60_000)
         with page.expect_download() as info:
-            page.locator("#attention-heads").get_by_role("button", name="Download").click()
+            heads_row.get_by_role("link").click()
         download = info.value
         data = Path(download.path()).read_bytes()
         assert data.startswith(PNG_SIGNATURE), f"{download.suggested_filename} is not a PNG"
@@ -155,17 +162,19 @@ def test_explorer_in_a_browser(browser_run, tmp_path):
         with Image.open(download.path()) as png:
             assert png.width > 100 and png.height > 100
 
-        # 6. Epochs tab: the large view starts at the last snapshot; the slider goes back to epoch 1.
+        # 6. Epochs tab (drawn when opened): the strip ends on the final weights, where the large
+        # view starts; the slider goes back to snapshot 1.
         page.get_by_role("tab", name="Epochs", exact=True).click()
         large = wait_for_new_picture(page, "epochs-large", None, ASPECT)
         metrics = page.locator("#epochs-metrics")
-        expect(page.locator("#epochs-large")).to_contain_text("Mask at epoch 2")
-        expect(metrics).to_contain_text("Epoch 2")
+        expect(page.locator("#epochs-large")).to_contain_text("Mask: final (epoch 2)")
+        expect(metrics).to_contain_text("Final (epoch 2)")
+        expect(page.locator("#epochs-strip")).to_contain_text("final (epoch 2)")
         metrics_2 = metrics.inner_text()
         screenshot(page, "browser-09-epochs-2")
 
         page.locator("#epochs-snapshot input[type=range]").press("ArrowLeft")
-        expect(page.locator("#epochs-large")).to_contain_text("Mask at epoch 1")
+        expect(page.locator("#epochs-large")).to_contain_text("Mask: epoch 1")
         wait_for_new_picture(page, "epochs-large", large)
         expect(metrics).to_contain_text("Epoch 1")
         assert metrics.inner_text() != metrics_2

@@ -26,7 +26,7 @@ def tiny_form(**changes) -> dict:
 
 
 def request(runs: Path, data: Path, name: str, epochs: int = 10_000) -> jobs.TrainRequest:
-    return jobs.check_request(runs, "tiny", name, str(data), tiny_form(epochs=epochs))
+    return jobs.check_request(runs, "tiny", name, str(data), tiny_form(epochs=epochs), [data])
 
 
 def wait_for(condition, what: str, timeout: float = 60):
@@ -83,27 +83,51 @@ def manager(tmp_path):
 ])
 def test_every_bad_form_value_gets_a_one_line_message(tiny_data, tmp_path, changes, message):
     with pytest.raises(JobError) as error:
-        jobs.check_request(tmp_path, "tiny", "run", str(tiny_data), tiny_form(**changes))
+        jobs.check_request(tmp_path, "tiny", "run", str(tiny_data), tiny_form(**changes), [tiny_data])
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
 def test_the_preset_data_root_and_warmup_are_checked(tiny_data, tmp_path):
+    roots = [tiny_data, tmp_path]  # the folders the app was given as data roots
     with pytest.raises(JobError, match="Unknown preset 'huge'"):
-        jobs.check_request(tmp_path, "huge", "run", str(tiny_data), tiny_form())
+        jobs.check_request(tmp_path, "huge", "run", str(tiny_data), tiny_form(), roots)
     with pytest.raises(JobError, match="Data root is empty"):
-        jobs.check_request(tmp_path, "tiny", "run", "  ", tiny_form())
+        jobs.check_request(tmp_path, "tiny", "run", "  ", tiny_form(), roots)
     with pytest.raises(JobError, match="Data root: no Oxford-IIIT Pet dataset"):
-        jobs.check_request(tmp_path, "tiny", "run", str(tmp_path), tiny_form())
+        jobs.check_request(tmp_path, "tiny", "run", str(tmp_path), tiny_form(), roots)
     fine_patches = {**jobs.form_defaults("seed-small"), "patch_size": 2}
     with pytest.raises(JobError, match="into 4096 patches; attention over more than 1024"):
-        jobs.check_request(tmp_path, "seed-small", "run", str(tiny_data), fine_patches)
+        jobs.check_request(tmp_path, "seed-small", "run", str(tiny_data), fine_patches, roots)
     warmup = PRESETS["default"][1]["warmup_epochs"]
     default = {**jobs.form_defaults("default"), "epochs": int(warmup)}
     with pytest.raises(JobError, match=f"warms the learning rate up for {warmup:g} epochs"):
-        jobs.check_request(tmp_path, "default", "run", str(tiny_data), default)
-    ok = jobs.check_request(tmp_path, "tiny", " my first run ", str(tiny_data), tiny_form(embed_dim=48, num_heads=3))
+        jobs.check_request(tmp_path, "default", "run", str(tiny_data), default, roots)
+    ok = jobs.check_request(tmp_path, "tiny", " my first run ", str(tiny_data), tiny_form(embed_dim=48, num_heads=3),
+                            roots)
     assert ok.name == "my-first-run" and ok.model.embed_dim == 48 and ok.model.num_heads == 3
     assert ok.flags()[ok.flags().index("--embed-dim") + 1] == "48"
+
+
+def test_the_data_root_must_lie_inside_the_apps_data_root(tiny_data, tmp_path):
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    shutil.copytree(tiny_data, allowed / "pets")  # a subfolder of the app's data root
+    shutil.copytree(tiny_data, outside)  # a dataset too, but not one the app was given
+    (allowed / "escape").symlink_to(outside, target_is_directory=True)
+
+    def check(data_root, data_roots=(allowed,)) -> jobs.TrainRequest:
+        return jobs.check_request(tmp_path / "runs", "tiny", "run", str(data_root), tiny_form(), list(data_roots))
+
+    dataset = (allowed / "pets" / "oxford-iiit-pet").resolve()
+    assert check(allowed / "pets").data_root == dataset
+    assert check(allowed / "pets" / "oxford-iiit-pet").data_root == dataset
+    assert check(f"{allowed}/pets/../pets").data_root == dataset  # `..` that stays inside is fine
+    for bad in (outside, allowed / "escape", f"{allowed}/pets/../../outside", "/etc", tmp_path):
+        with pytest.raises(JobError) as error:
+            check(bad)
+        assert "is outside the folders this app may read" in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(JobError) as error:
+        check(allowed / "pets", data_roots=())  # the app was started without --data-root
+    assert str(error.value) == jobs.NO_DATA_ROOT and "--data-root" in jobs.NO_DATA_ROOT
 
 
 def test_run_names_are_sanitised(tmp_path):

@@ -11,6 +11,7 @@ import torch
 
 from vitviz import position_views as pv
 from vitviz.checkpoint import load_model
+from vitviz.i18n import text
 from vitviz.inference import ModelCache
 from vitviz.model import SegmentationViT, ViTConfig
 from vitviz.posembed import sincos_1d, sincos_2d
@@ -134,7 +135,8 @@ def test_accuracy_table_reads_metrics_and_never_invents(tmp_path):
 def test_positions_tab_builds_refreshes_and_clicks(which, request):
     checkpoint = request.getfixturevalue(which)
     with gr.Blocks() as demo:
-        ctx = Context(ModelCache(), PhotoStore(), {"tiny": checkpoint}, analysis=gr.State(None))
+        ctx = Context(ModelCache(), PhotoStore(), {"tiny": checkpoint}, analysis=gr.State(None),
+                      language=gr.State("en"))
         refresh = positions_tab.build(ctx)
     photo = np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)
     key = AnalysisKey(ctx.photos.put(photo), str(checkpoint), None)
@@ -151,4 +153,4 @@ def test_positions_tab_builds_refreshes_and_clicks(which, request):
     assert clicked[0] == 3  # top-right patch of a similarity map
     with pytest.warns(UserWarning, match="Upload or pick a photo first"):
         handlers[0](None, "fixed", gr.SelectData(None, {"index": [1, 1], "value": None}))
-    assert refresh.fn(None, *inputs)[2] == positions_tab.NO_PHOTO
+    assert refresh.fn(None, *inputs)[2] == text("attention.no_photo")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vitviz.epochs import export_gif, metrics_text, overlay_frame, read_metrics, snapshot_analyses
+from vitviz.epochs import export_gif, final_label, metrics_text, overlay_frame, progression, read_metrics
 from vitviz.inference import ModelCache
 from vitviz.overlay import (CLASS_COLOURS, class_shares, colour_mask, legend_html, overlay_mask, probability_maps,
                             top_guesses)
@@ -74,15 +74,27 @@ def test_export_gif_writes_one_frame_per_picture(tmp_path):
         export_gif(frames, ["epoch 1"], tmp_path / "bad.gif")
 
 
-def test_the_epochs_view_of_the_tiny_run_has_snapshots_1_and_2(tiny_checkpoint, cache):
-    analyses = snapshot_analyses(cache, PHOTO, tiny_checkpoint)
-    assert list(analyses) == [1, 2]
-    frame = overlay_frame(analyses[1], 0.5, max_side=20)
-    assert frame.shape == (20, 14, 3)
+def test_the_epochs_view_of_the_tiny_run_has_snapshot_1_then_the_final_weights(tiny_checkpoint, cache):
+    frames = progression(cache, PHOTO, tiny_checkpoint)
+    # Training saved snapshots 1 and 2; snapshot 2 holds the final weights, so those stand for it.
+    assert [(f.epoch, f.label) for f in frames] == [(1, "epoch 1"), (None, "final (epoch 2)")]
+    assert frames[-1].analysis is cache.analysis(PHOTO, tiny_checkpoint)  # the final weights' own analysis
+    picture = overlay_frame(frames[0].analysis, 0.5, max_side=20)
+    assert picture.shape == (20, 14, 3)
     metrics = read_metrics(tiny_checkpoint)
     assert set(metrics) == {1, 2} and "train_loss" in metrics[2]
-    text = metrics_text(2, metrics[2])
-    assert text.startswith("**Epoch 2**") and "pixel accuracy" in text and "mIoU" in text
+    assert frames[0].metrics == metrics[1] and frames[-1].metrics == metrics[2]
+    text = metrics_text(frames[-1].label, frames[-1].metrics)
+    assert text.startswith("**Final (epoch 2)**") and "pixel accuracy" in text and "mIoU" in text
+
+
+def test_the_final_weights_are_named_by_their_epoch_and_whether_training_finished(tiny_checkpoint, tmp_path):
+    assert final_label(tiny_checkpoint) == "final (epoch 2)"
+    running = tmp_path / "running"
+    running.mkdir()
+    (running / "metrics.jsonl").write_text('{"epoch": 1, "train_loss": 1.0}\n')  # no model.safetensors yet
+    assert final_label(running) == "latest saved (epoch 1, still training)"
+    assert final_label(tmp_path / "empty") == "latest saved"
 
 
 def test_metrics_come_from_the_finished_summary_when_there_is_no_jsonl(tmp_path):
@@ -91,7 +103,7 @@ def test_metrics_come_from_the_finished_summary_when_there_is_no_jsonl(tmp_path)
     (tmp_path / "metrics.json").write_text(json.dumps({"curve": curve}))
     metrics = read_metrics(tmp_path)
     assert metrics[2]["miou"] == 0.5
-    assert "not validated" in metrics_text(1, metrics[1])
-    assert "70.0%" in metrics_text(2, metrics[2]) and "pet 0.60" in metrics_text(2, metrics[2])
-    assert "no metrics" in metrics_text(3, metrics.get(3))
+    assert "not validated" in metrics_text("epoch 1", metrics[1])
+    assert "70.0%" in metrics_text("epoch 2", metrics[2]) and "pet 0.60" in metrics_text("epoch 2", metrics[2])
+    assert "no metrics" in metrics_text("epoch 3", metrics.get(3))
     assert read_metrics(tmp_path / "missing") == {}

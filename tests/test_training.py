@@ -79,9 +79,11 @@ def test_run_folder_holds_weights_snapshots_and_metrics(tiny_checkpoint):
     assert not list(tiny_checkpoint.rglob("*.tmp"))
 
 
-def test_resume_continues_exactly(tiny_data, tmp_path):
-    assert train.main(tiny_args(tiny_data, tmp_path, "straight", "--epochs", "3")) == 0
-    assert train.main(tiny_args(tiny_data, tmp_path, "resumed", "--epochs", "1")) == 0
+@pytest.mark.parametrize("pipeline", [[], ["--data-on-device", "true", "--augment", "strong"]],
+                         ids=["dataloader", "data-on-device"])
+def test_resume_continues_exactly(tiny_data, tmp_path, pipeline):
+    assert train.main(tiny_args(tiny_data, tmp_path, "straight", "--epochs", "3", *pipeline)) == 0
+    assert train.main(tiny_args(tiny_data, tmp_path, "resumed", "--epochs", "1", *pipeline)) == 0
     assert train.main(["--resume", str(tmp_path / "resumed"), "--epochs", "3", "--workers", "0"]) == 0
     a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
     assert a.keys() == b.keys()

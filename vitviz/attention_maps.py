@@ -224,7 +224,8 @@ def upsample_nearest(grid_map: np.ndarray, height: int, width: int) -> np.ndarra
     rows, cols = grid_map.shape[:2]
     row_of_pixel = np.arange(height) * rows // height
     col_of_pixel = np.arange(width) * cols // width
-    return grid_map[row_of_pixel[:, None], col_of_pixel[None, :]]
+    # Two one-axis gathers: several times faster than one gather with broadcast (h, w) indices.
+    return grid_map.take(row_of_pixel, axis=0).take(col_of_pixel, axis=1)
 
 
 def grid_map_image(values: np.ndarray, cell: int) -> np.ndarray:
@@ -285,8 +286,11 @@ def overlay(photo: np.ndarray, heat: np.ndarray | torch.Tensor, patch: int | Non
     with `patch` outlined."""
     heat = np.asarray(heat, dtype=np.float64)
     h, w = photo.shape[:2]
-    colours = colourise(upsample_nearest(heat, h, w))
-    blended = np.round(photo * (1 - alpha) + colours * alpha).astype(np.uint8)
+    # Colour the (rows, cols) cells, then enlarge: the same picture as colouring every pixel,
+    # for a few hundred colour look-ups instead of one per pixel (a click draws dozens of maps).
+    colours = upsample_nearest(colourise(heat), h, w)
+    blended = photo.astype(np.float32) * (1 - alpha) + colours.astype(np.float32) * alpha
+    blended = (blended + 0.5).astype(np.uint8)
     return blended if patch is None else outline_patch(blended, patch, heat.shape)
 
 

@@ -9,6 +9,7 @@ few breeds only); a classification sample is any split entry. Photos and masks a
 together: bilinear resize for the photo, nearest for the mask, flips and colour only in training.
 """
 
+import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,7 +129,14 @@ class PetDataset(Dataset):
         self.entries = entries[:: max(1, round(1 / fraction))] if fraction < 1 else entries
         if not self.entries:
             raise ValueError(f"no {'labeled ' if segmentation else ''}{split} entries under {self.root}")
+        self.image_size = image_size
         self.transform = build_transform(image_size, augment)
+
+    def without_augmentation(self) -> "PetDataset":
+        """The same photos with the evaluation transform (resize only)."""
+        plain = copy.copy(self)
+        plain.transform = build_transform(self.image_size, "none")
+        return plain
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -9,6 +9,7 @@ inside their patch the edge runs.
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from PIL import Image
 
 from vitviz.attention_maps import fit_size
 from vitviz.checkpoint import list_snapshots
+from vitviz.i18n import DEFAULT, class_values, text
 from vitviz.inference import Analysis, ModelCache
 from vitviz.overlay import overlay_mask
 from vitviz.render import caption_band, resize
@@ -41,26 +43,53 @@ def read_metrics(folder: str | os.PathLike) -> dict[int, dict]:
     return {int(r["epoch"]): r for r in rows if isinstance(r, dict) and "epoch" in r}
 
 
-def metrics_text(epoch: int, row: dict | None) -> str:
-    """One Markdown line with the epoch's losses and test scores, or why there are none."""
+def final_label(folder: str | os.PathLike, metrics: dict[int, dict] | None = None, lang: str = DEFAULT) -> str:
+    """The name (in `lang`) of the folder's last weights: "final (epoch 50)" when training finished,
+    else "latest saved (epoch 7, still training)". `metrics` is `read_metrics(folder)` when known."""
+    last = max(read_metrics(folder) if metrics is None else metrics, default=None)
+    if (Path(folder) / "model.safetensors").is_file():
+        return text("epochs.final_epoch", lang, epoch=last) if last else text("epochs.final", lang)
+    return text("epochs.latest_epoch", lang, epoch=last) if last else text("epochs.latest", lang)
+
+
+def metrics_text(label: str, row: dict | None, lang: str = DEFAULT) -> str:
+    """One Markdown line (in `lang`) with the losses and test scores of the weights called `label`
+    ("epoch 3", "final (epoch 50)"), or why there are none."""
+    title = label[:1].upper() + label[1:]
     if row is None:
-        return f"**Epoch {epoch}**: no metrics recorded for this epoch."
-    parts = [f"train loss {row['train_loss']:.3f}"] if "train_loss" in row else []
+        return text("epochs.no_metrics", lang, title=title)
+    parts = [text("epochs.train_loss", lang, value=row["train_loss"])] if "train_loss" in row else []
     if "val_loss" in row:
-        parts.append(f"validation loss {row['val_loss']:.3f}")
+        parts.append(text("epochs.val_loss", lang, value=row["val_loss"]))
     if "pixel_accuracy" in row:
-        parts.append(f"pixel accuracy **{row['pixel_accuracy']:.1%}**")
+        parts.append(text("epochs.pixel_accuracy", lang, value=row["pixel_accuracy"]))
     if "miou" in row:
-        per_class = ", ".join(f"{name} {v:.2f}" for name, v in row.get("iou", {}).items())
-        parts.append(f"mIoU **{row['miou']:.3f}**" + (f" ({per_class})" if per_class else ""))
+        per_class = class_values(row.get("iou", {}), lang, ".2f")
+        parts.append(text("epochs.miou", lang, value=row["miou"]) + (f" ({per_class})" if per_class else ""))
     elif "val_loss" not in row:
-        parts.append("not validated this epoch")
-    return f"**Epoch {epoch}**: " + " · ".join(parts)
+        parts.append(text("epochs.not_validated", lang))
+    return f"**{title}**: " + " · ".join(parts)
 
 
-def snapshot_analyses(cache: ModelCache, photo: np.ndarray, folder: str | os.PathLike) -> dict[int, Analysis]:
-    """Epoch → the cached analysis of `photo` by that epoch's snapshot, for every snapshot."""
-    return {epoch: cache.analysis(photo, folder, epoch) for epoch in list_snapshots(folder)}
+@dataclass(frozen=True)
+class Frame:
+    """One step of the progression: the photo as seen by a snapshot, or by the final weights."""
+
+    epoch: int | None  # the snapshot's epoch; None for the folder's final (or latest saved) weights
+    label: str  # "epoch 3", "final (epoch 50)"
+    analysis: Analysis
+    metrics: dict | None  # the epoch's row of the metrics, when one was recorded
+
+
+def progression(cache: ModelCache, photo: np.ndarray, folder: str | os.PathLike) -> list[Frame]:
+    """The cached analysis of `photo` by every snapshot, oldest first, then by the final weights.
+    The snapshot of the final weights' own epoch is left out: training saves one at its last
+    epoch, and it holds the same weights."""
+    metrics = read_metrics(folder)
+    last = max(metrics, default=None)
+    frames = [Frame(epoch, f"epoch {epoch}", cache.analysis(photo, folder, epoch), metrics.get(epoch))
+              for epoch in list_snapshots(folder) if epoch != last]
+    return frames + [Frame(None, final_label(folder, metrics), cache.analysis(photo, folder), metrics.get(last))]
 
 
 def overlay_frame(analysis: Analysis, opacity: float, max_side: int) -> np.ndarray:
@@ -88,13 +117,7 @@ def export_gif(frames: list[np.ndarray], labels: list[str], path: str | os.PathL
     return path
 
 
-def blocky_explanation(patch_size: int, out_channels: int) -> str:
-    """Markdown: why the first epochs' masks are made of P×P blocks, with this model's numbers."""
+def blocky_explanation(patch_size: int, out_channels: int, lang: str = DEFAULT) -> str:
+    """Markdown (in `lang`): why the first epochs' masks are made of P×P blocks, with this model's numbers."""
     p, c = patch_size, out_channels
-    return (
-        f"**Why early masks are blocky.** The head turns each token into one block of "
-        f"P·P·C = {p}·{p}·{c} = {p * p * c} logits, which is put back as its {p}×{p} square of the mask. "
-        f"Early in training a token has only learned whether its {p}×{p} patch is *mostly pet or mostly "
-        f"background*, so all {p * p} pixels of the square get the same answer and the mask is a mosaic of "
-        f"squares. Later the tokens learn where inside their patch the edge runs, and the squares dissolve."
-    )
+    return text("epochs.blocky", lang, p=p, c=c, logits=p * p * c, pixels=p * p)

@@ -7,13 +7,15 @@ A click never re-runs the model: the attention, shape and position views all rea
 import hashlib
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vitviz.attention_maps import attention_rollout, fit_photo
 from vitviz.checkpoint import load_model, read_config
 from vitviz.model import SegmentationViT
 from vitviz.trace import Trace
@@ -29,6 +31,7 @@ class Analysis:
     labels: list[str]  # names of the class-token head's classes
     patch_size: int
     has_class_token: bool
+    _fitted: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def image_size(self) -> int:
@@ -37,6 +40,17 @@ class Analysis:
     @property
     def grid(self) -> tuple[int, int]:
         return self.image_size // self.patch_size, self.image_size // self.patch_size
+
+    def photo_fitted(self, max_side: int) -> np.ndarray:
+        """The photo shrunk to fit `max_side` (`fit_photo`), kept: every click redraws on it."""
+        if max_side not in self._fitted:
+            self._fitted[max_side] = fit_photo(self.photo, max_side)
+        return self._fitted[max_side]
+
+    @cached_property
+    def rollout(self) -> torch.Tensor:
+        """(T, T) attention rollout of this forward pass: the same for every click, so computed once."""
+        return attention_rollout(self.trace.attentions)
 
     def probs_at_photo_size(self) -> torch.Tensor:
         """(C, H0, W0): probabilities resampled onto the photo's own size."""

@@ -22,15 +22,18 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from vitviz import checkpoint as ckpt
 from vitviz.data import PetDataset, resolve_root
 from vitviz.epochs import read_metrics
+from vitviz.i18n import text
 from vitviz.model import ViTConfig
 from vitviz.posembed import KINDS
 from vitviz.presets import PRESETS, TrainConfig, preset
+from vitviz.sources import confine
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,6 +54,7 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 HEADS = ("linear", "mlp", "skip")  # the segmentation heads of ViTConfig, offered by the form
 ALIVE = ("starting", "running", "stopping")  # the states of a live process
 RESUMABLE = ("stopped", "crashed")
+NO_DATA_ROOT = text("train.no_data_root")  # the Train tab shows it in the user's language
 
 
 class JobError(ValueError):
@@ -139,10 +143,25 @@ def _learning_rate(value) -> float:
     return float(value)
 
 
+def check_data_root(data_root: str | None, data_roots: Sequence[str | os.PathLike]) -> Path:
+    """The dataset folder that the form's `data_root` leads to. The path is resolved (`..` and
+    symlinks followed) and must lie inside one of `data_roots`, the folders the app was given
+    (--data-root): a typed path never makes the trainer read anywhere else."""
+    if not data_roots:
+        raise JobError(NO_DATA_ROOT)
+    if not data_root or not str(data_root).strip():
+        raise JobError("Data root is empty: give the folder that holds oxford-iiit-pet/.")
+    try:
+        return resolve_root(confine(str(data_root).strip(), data_roots))
+    except (OSError, ValueError) as e:  # PathNotAllowed is a ValueError
+        raise JobError(f"Data root: {e}.") from None
+
+
 def check_request(runs_dir: str | os.PathLike, preset_name: str, name: str | None, data_root: str | None,
-                  values: dict) -> TrainRequest:
+                  values: dict, data_roots: Sequence[str | os.PathLike]) -> TrainRequest:
     """The form's values → a `TrainRequest`, or a `JobError` that says what to fix.
-    `values` holds every field of MODEL_FIELDS and TRAIN_FIELDS."""
+    `values` holds every field of MODEL_FIELDS and TRAIN_FIELDS; the data root must lie inside
+    one of `data_roots` (see `check_data_root`)."""
     if preset_name not in PRESETS:
         raise JobError(f"Unknown preset {preset_name!r}: choose one of {', '.join(PRESETS)}.")
     numbers = {f: _whole_number(f, values.get(f)) for f in WHOLE_NUMBERS}
@@ -173,10 +192,8 @@ def check_request(runs_dir: str | os.PathLike, preset_name: str, name: str | Non
                               {"epochs": numbers["epochs"], "batch_size": numbers["batch_size"], "lr": lr})
     except ValueError as e:
         raise JobError(f"{str(e)[0].upper()}{str(e)[1:]}.") from None
-    if not data_root or not str(data_root).strip():
-        raise JobError("Data root is empty: give the folder that holds oxford-iiit-pet/.")
+    root = check_data_root(data_root, data_roots)
     try:
-        root = resolve_root(str(data_root).strip())
         photos = len(PetDataset(root, "trainval", model.image_size, segmentation=not train.use_unlabeled,
                                 fraction=train.label_fraction))
     except (OSError, ValueError) as e:

@@ -11,23 +11,25 @@ import numpy as np
 import torch
 
 from vitviz.attention_maps import OUTLINE, VIRIDIS, colourise, grid_map_image, outline_patch
+from vitviz.i18n import DEFAULT, text
 from vitviz.inference import Analysis
 from vitviz.model import SegmentationViT, ViTConfig
 from vitviz.overlay import colour_mask
 from vitviz.patches import LinearPatchEmbed, grid_size, linear_to_conv
 from vitviz.posembed import KINDS
 from vitviz.render import resize, signed_heatmap
-from vitviz.shapes import STEP_NAMES, trace_blank
+from vitviz.shapes import trace_blank
 from vitviz.trace import Stage, Trace
 
 # ---------------------------------------------------------------- the shape table
 
 
-def journey_rows(trace: Trace, total_params: int) -> list[list[str]]:
-    """One row per recorded stage: step, stage, shape with axis names, parameters; then the total."""
-    rows = [[f"{s.step}. {STEP_NAMES[s.step]}", s.name, s.shape_str(), f"{s.params:,}" if s.params else "–"]
-            for s in trace.stages]
-    rows.append(["", "total", "", f"{total_params:,} ({total_params / 1e6:.2f}M)"])
+def journey_rows(trace: Trace, total_params: int, lang: str = DEFAULT) -> list[list[str]]:
+    """One row per recorded stage: step (named in `lang`), stage, shape with axis names, parameters;
+    then the total."""
+    rows = [[f"{s.step}. {text(f'journey.step_{s.step}', lang)}", s.name, s.shape_str(),
+             f"{s.params:,}" if s.params else "–"] for s in trace.stages]
+    rows.append(["", text("journey.total", lang), "", f"{total_params:,} ({total_params / 1e6:.2f}M)"])
     return rows
 
 
@@ -36,17 +38,16 @@ def forward_flops(tokens: int, dim: int, depth: int) -> int:
     return depth * (24 * tokens * dim**2 + 4 * tokens**2 * dim)
 
 
-def model_summary(cfg: ViTConfig, total_params: int) -> str:
+def model_summary(cfg: ViTConfig, total_params: int, lang: str = DEFAULT) -> str:
     """Patch count, tokens, parameters and FLOPs of a configuration, as one Markdown paragraph."""
     rows, cols = cfg.grid
     n = rows * cols
     tokens = n + (1 if cfg.class_token else 0)
     flops = forward_flops(tokens, cfg.embed_dim, cfg.depth)
-    tokens_text = f"{tokens} tokens with the class token" if cfg.class_token else f"{tokens} tokens"
-    return (f"$N = HW/P^2 = {cfg.image_size}\\cdot{cfg.image_size}/{cfg.patch_size}^2 = {n}$ patches "
-            f"({rows}×{cols} grid), {tokens_text} of width D = {cfg.embed_dim}, L = {cfg.depth} blocks · "
-            f"**{total_params:,} parameters** ({total_params / 1e6:.2f}M) · one forward pass ≈ "
-            f"$L\\,(24ND^2 + 4N^2D)$ = {format_flops(flops)}")
+    tokens_text = text("journey.tokens_with_class" if cfg.class_token else "journey.tokens", lang, tokens=tokens)
+    return text("journey.summary", lang, size=cfg.image_size, patch=cfg.patch_size, patches=n, rows=rows, cols=cols,
+                tokens=tokens_text, dim=cfg.embed_dim, depth=cfg.depth, params=total_params,
+                millions=total_params / 1e6, flops=format_flops(flops))
 
 
 def format_flops(flops: int) -> str:
@@ -143,12 +144,12 @@ def stage_picture(stage: Stage, grid: tuple[int, int], patch_size: int, selected
     return matrix_picture(x, row)
 
 
-def journey_pictures(analysis: Analysis, selected: int | None = None) -> list[tuple[np.ndarray, str]]:
-    """(picture, caption) for the model's input, then for every stage of the traced pass."""
+def journey_pictures(analysis: Analysis, selected: int | None = None,
+                     lang: str = DEFAULT) -> list[tuple[np.ndarray, str]]:
+    """(picture, caption in `lang`) for the model's input, then for every stage of the traced pass."""
     size = analysis.image_size
     image = (analysis.image.numpy().transpose(1, 2, 0) * 255).round().astype(np.uint8)
-    pictures = [(input_picture(image, analysis.grid, selected),
-                 f"0 · input: the photo resized to {size}×{size}, (C=3, H={size}, W={size})")]
+    pictures = [(input_picture(image, analysis.grid, selected), text("journey.input_caption", lang, size=size))]
     for s in analysis.trace.stages:
         pictures.append((stage_picture(s, analysis.grid, analysis.patch_size, selected),
                          f"{s.step} · {s.name} {s.shape_str()}"))
@@ -163,20 +164,21 @@ WHAT_IF_LIMITS = {"image_size": (8, 1024), "patch_size": (1, 256), "embed_dim": 
 
 
 def what_if(base: ViTConfig, image_size: float, patch_size: float, embed_dim: float, num_heads: float,
-            depth: float, class_token: bool, pos_embed: str) -> tuple[ViTConfig, Trace, int]:
+            depth: float, class_token: bool, pos_embed: str, lang: str = DEFAULT) -> tuple[ViTConfig, Trace, int]:
     """The configuration `base` with these settings changed, its traced shapes and its parameter
     count, from a model built on the 'meta' device (no memory, no weights). Raises ValueError
-    with a one-line reason for settings that cannot make a model."""
+    with a one-line reason for settings that cannot make a model (in `lang`, except the model's
+    own checks)."""
     sizes = dict(image_size=image_size, patch_size=patch_size, embed_dim=embed_dim, num_heads=num_heads, depth=depth)
     for name, value in sizes.items():
-        label = name.replace("_", " ")
+        label = text(f"journey.{name}", lang)
         if value is None or not float(value).is_integer():
-            raise ValueError(f"{label} must be a whole number, got {value}")
+            raise ValueError(text("journey.not_whole", lang, label=label, value=value))
         lo, hi = WHAT_IF_LIMITS[name]
         if not lo <= value <= hi:
-            raise ValueError(f"{label} must be between {lo} and {hi}, got {int(value)}")
+            raise ValueError(text("journey.out_of_range", lang, label=label, low=lo, high=hi, value=int(value)))
     if pos_embed not in KINDS:
-        raise ValueError(f"position embedding must be one of {', '.join(KINDS)}, got {pos_embed!r}")
+        raise ValueError(text("journey.unknown_kind", lang, kinds=", ".join(KINDS), value=repr(pos_embed)))
     changes = {name: int(value) for name, value in sizes.items()}
     # A classification head reads the class token, so it goes when the class token goes.
     num_classes = base.num_classes if class_token else 0

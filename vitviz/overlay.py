@@ -44,13 +44,14 @@ def overlay_mask(photo: np.ndarray, mask: np.ndarray, opacity: float, num_classe
     return np.round(blended).astype(np.uint8)
 
 
-def legend_html(num_classes: int = len(CLASS_NAMES)) -> str:
-    """One coloured swatch and name per class, for a gr.HTML next to the overlay."""
+def legend_html(num_classes: int = len(CLASS_NAMES), labels: list[str] | None = None) -> str:
+    """One coloured swatch and name per class (or per `labels`, e.g. translated names), for a
+    gr.HTML next to the overlay."""
     swatches = [
         f'<span style="display:inline-flex;align-items:center;margin-right:14px">'
         f'<span style="width:14px;height:14px;border:1px solid #333;margin-right:5px;'
         f'background:rgb{tuple(int(v) for v in colour)}"></span>{name}</span>'
-        for name, colour in zip(class_names(num_classes), palette(num_classes))
+        for name, colour in zip(labels or class_names(num_classes), palette(num_classes))
     ]
     return "<div>" + "".join(swatches) + "</div>"
 

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from vitviz.attention_maps import COOLWARM, colourise, grid_map_image, outline_patch, signed_to_unit
+from vitviz.i18n import DEFAULT, text
 from vitviz.model import SegmentationViT
 from vitviz.posembed import sincos_1d, sincos_2d
 
-KIND_NAMES = {"learned": "learned", "sin1d": "1D sinusoidal", "sin2d": "2D sinusoidal", "none": "no position embedding"}
 SHOWN_KINDS = ("learned", "sin1d", "sin2d")
 
 CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -39,12 +39,16 @@ class EmbeddingTables:
     tables: dict[str, torch.Tensor]  # kind → (N, D); "learned" only when the model has one
     missing: dict[str, str] = field(default_factory=dict)  # kind → why there is no table
 
-    def model_note(self) -> str:
-        """One sentence that says which table the model itself adds to its patches."""
+    def model_note(self, lang: str = DEFAULT) -> str:
+        """One sentence (in `lang`) that says which table the model itself adds to its patches."""
         if self.model_kind == "none":
-            return ("This model uses **no position embedding**: the tables below are for comparison only, "
-                    "none of them is added to its patches.")
-        return f"This model uses the **{KIND_NAMES[self.model_kind]}** table (`pos_embed={self.model_kind}`)."
+            return text("positions.model_uses_none", lang)
+        return text("positions.model_uses", lang, kind=kind_name(self.model_kind, lang), code=self.model_kind)
+
+
+def kind_name(kind: str, lang: str = DEFAULT) -> str:
+    """The name of a kind of position embedding ("learned", "1D sinusoidal", …) in `lang`."""
+    return text(f"positions.kind_{kind}", lang)
 
 
 def embedding_tables(model: SegmentationViT, grid: tuple[int, int]) -> EmbeddingTables:
@@ -57,7 +61,7 @@ def embedding_tables(model: SegmentationViT, grid: tuple[int, int]) -> Embedding
         with torch.no_grad():
             tables["learned"] = model.pos_embed.table(grid).detach().float().cpu()
     else:
-        missing["learned"] = f"this checkpoint has no learned table (it uses {KIND_NAMES[model.pos_embed.kind]})"
+        missing["learned"] = text("positions.no_learned", kind=kind_name(model.pos_embed.kind))
     formulas = {"sin1d": lambda: sincos_1d(grid[0] * grid[1], dim), "sin2d": lambda: sincos_2d(grid, dim)}
     for kind, make in formulas.items():
         try:
@@ -159,18 +163,18 @@ def read_final_metrics(folder: Path) -> FinalScores | None:
     return FinalScores(float(final["pixel_accuracy"]), float(final["miou"]), str(summary.get("final_split", "?")))
 
 
-def accuracy_markdown(root: Path = CHECKPOINTS_DIR) -> str:
-    """A Markdown table of pixel accuracy and mIoU per position-embedding kind."""
-    lines = ["| position embedding | checkpoint | pixel accuracy | mIoU | split |", "|---|---|---|---|---|"]
+def accuracy_markdown(root: Path = CHECKPOINTS_DIR, lang: str = DEFAULT) -> str:
+    """A Markdown table (in `lang`) of pixel accuracy and mIoU per position-embedding kind."""
+    lines = [text("positions.accuracy_header", lang), "|---|---|---|---|---|"]
     for kind, run in ACCURACY_RUNS.items():
-        where = f"| {KIND_NAMES[kind]} | `checkpoints/{run}` |"
+        where = f"| {kind_name(kind, lang)} | `checkpoints/{run}` |"
         try:
             scores = read_final_metrics(root / run)
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
-            lines.append(f"{where} metrics.json unreadable | | |")
+            lines.append(f"{where} {text('positions.metrics_unreadable', lang)} | | |")
             continue
         if scores is None:
-            lines.append(f"{where} not trained yet | | |")
+            lines.append(f"{where} {text('positions.not_trained', lang)} | | |")
         else:
             lines.append(f"{where} {scores.pixel_accuracy:.2%} | {scores.miou:.3f} | {scores.split} |")
     return "\n".join(lines)

@@ -30,6 +30,7 @@ class TrainConfig:
     snapshot_epochs: list[int] = field(default_factory=lambda: list(DEFAULT_SNAPSHOTS))
     val_split: str = "test"  # the curve's split; the model is never selected on it
     val_every: int = 1  # validate every k epochs (and always at snapshots and the last epoch)
+    data_on_device: bool = False  # decode the photos once onto the device and augment batches there (vitviz.resident)
 
     def __post_init__(self):
         checks = {

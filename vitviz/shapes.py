@@ -16,9 +16,6 @@ from vitviz.model import SegmentationViT, ViTConfig
 from vitviz.presets import PRESETS, preset
 from vitviz.trace import Trace
 
-STEP_NAMES = {1: "BatchNorm2d on the input", 2: "image → patches", 3: "patch embedding", 4: "position embedding",
-              5: "add patch and position", 6: "transformer encoder", 7: "output projection", 8: "patches → image"}
-
 
 def trace_blank(model: SegmentationViT, image_size: int | None = None) -> Trace:
     """Shapes and parameter counts of one forward pass of a blank image (works on 'meta')."""

@@ -9,7 +9,8 @@ import numpy as np
 from vitviz.attention_maps import fit_photo
 from vitviz.checkpoint import list_snapshots
 from vitviz.data import labeled, read_split, resolve_root
-from vitviz.epochs import read_metrics
+from vitviz.epochs import final_label
+from vitviz.i18n import DEFAULT, text
 from vitviz.photos import PhotoError, load_photo_rgb
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
@@ -64,17 +65,12 @@ def default_checkpoint(requested: str | os.PathLike, found: dict[str, Path]) -> 
     return (with_weights or list(found.values()) or [None])[0]
 
 
-def epoch_choices(folder: Path | None) -> list[tuple[str, str]]:
-    """(label, value) pairs for the epoch picker: the final weights, then every snapshot."""
+def epoch_choices(folder: Path | None, lang: str = DEFAULT) -> list[tuple[str, str]]:
+    """(label in `lang`, value) pairs for the epoch picker: the final weights, then every snapshot."""
     if folder is None:
-        return [(FINAL, FINAL)]
-    metrics = read_metrics(folder)
-    last = max(metrics, default=None)
-    if (folder / "model.safetensors").is_file():
-        final = f"final (epoch {last})" if last else FINAL
-    else:
-        final = f"latest saved (epoch {last}, still training)" if last else "latest saved"
-    return [(final, FINAL)] + [(f"epoch {e}", str(e)) for e in list_snapshots(folder)]
+        return [(text("epochs.final", lang), FINAL)]
+    return [(final_label(folder, lang=lang), FINAL)] + [(text("epochs.snapshot", lang, epoch=e), str(e))
+                                                        for e in list_snapshots(folder)]
 
 
 def parse_epoch(choice: str | None) -> int | None:

@@ -38,6 +38,7 @@ from vitviz.metrics import confusion, summarize
 from vitviz.model import SegmentationViT, ViTConfig
 from vitviz.overlay import overlay_mask
 from vitviz.presets import PRESETS, TrainConfig, preset
+from vitviz.resident import ResidentSet
 
 VAL_MASK_TILE = 96  # the smallest size in pixels of one photo in the val_masks pictures
 
@@ -244,6 +245,8 @@ def train(run: Path, model_cfg: ViTConfig, cfg: TrainConfig, data_root: str | No
     if is_main:
         ckpt.remove_partial_writes(run)  # left behind if the last process was killed mid-write
 
+    resident = ResidentSet.load(train_set, device) if cfg.data_on_device else None
+    world_size = dist.get_world_size() if distributed else 1
     train_model = torch.compile(model) if compile_model else model
     if distributed:
         train_model = DistributedDataParallel(train_model)
@@ -256,16 +259,22 @@ def train(run: Path, model_cfg: ViTConfig, cfg: TrainConfig, data_root: str | No
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         # Seeding per epoch makes shuffling, augmentation and dropout a function of the epoch,
         # so a resumed run repeats exactly what an uninterrupted one would have done.
-        torch.manual_seed(cfg.seed * 100_003 + epoch)
-        sampler = DistributedSampler(train_set, seed=cfg.seed, drop_last=True) if distributed else None
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
-                            drop_last=True, num_workers=workers, worker_init_fn=ignore_stop_signals,
-                            generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+        epoch_seed = cfg.seed * 100_003 + epoch
+        torch.manual_seed(epoch_seed)
+        if resident is not None:
+            batches = resident.batches(cfg.batch_size, epoch_seed, cfg.augment, rank, world_size)
+            num_batches = resident.num_batches(cfg.batch_size, world_size)
+        else:
+            sampler = DistributedSampler(train_set, seed=cfg.seed, drop_last=True) if distributed else None
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
+                                drop_last=True, num_workers=workers, worker_init_fn=ignore_stop_signals,
+                                generator=torch.Generator().manual_seed(epoch_seed))
+            batches, num_batches = iterate_with_workers(loader), len(loader)
         train_model.train()
         t0, seen, loss_sum = time.time(), 0, 0.0
-        bar = tqdm(iterate_with_workers(loader), total=len(loader), desc=f"epoch {epoch}/{cfg.epochs}",
+        bar = tqdm(batches, total=num_batches, desc=f"epoch {epoch}/{cfg.epochs}",
                    disable=not is_main, leave=False, dynamic_ncols=True)
         last_write = 0.0
         for step, (images, masks, breeds, species) in enumerate(bar, start=1):

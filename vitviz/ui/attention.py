@@ -6,203 +6,160 @@ it survives a change of epoch and lets you watch one patch's attention over trai
 """
 
 import gradio as gr
-import torch
 
-from vitviz.attention_maps import (attention_rollout, centre_patch, class_token_attention, click_to_patch,
-                                   distance_figure, fit_photo, fit_size,
-                                   mean_attention_distance, normalise_maps, overlay, patch_attention, patch_slice,
-                                   photo_with_patch, tile, uniform_attention_distance)
+from vitviz.attention_maps import (centre_patch, click_to_patch, distance_figure, fit_size, mean_attention_distance,
+                                   uniform_attention_distance)
+from vitviz.attention_views import PHOTO_SIDE, attention_pictures
 from vitviz.checkpoint import CheckpointError
+from vitviz.downloads import save_pngs
+from vitviz.i18n import DEFAULT, text
 from vitviz.inference import Analysis
-from vitviz.ui.common import AnalysisKey, Context, Refresh
+from vitviz.ui.common import AnalysisKey, Context, Refresh, localized_choices
 
-PHOTO_SIDE = 512  # the clickable photo and the rollout are shown at most this large
-HEAD_SIDE = 320  # one map of the per-head figure
-THUMB_SIDE = 112  # one map of the layers × heads overview
-NO_PHOTO = "Upload or pick a photo first."
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
-
-INTRO = """\
-Click a patch of the photo to see, in every head of the chosen layer, how that patch's token
-mixes information with the other patches. **Attention maps are not explanations by themselves:**
-they show where information is *read from* in one layer, not why the model predicted a pixel,
-and the residual path and the MLPs carry much of the computation too."""
-
-FORMULAS = r"""
-Each head $h$ turns the tokens into queries $q$, keys $k$ and values $v$ of width $D_h = D / \text{heads}$:
-$$A = \mathrm{softmax}\!\left(\frac{q\,k^\top}{\sqrt{D_h}}\right), \qquad \text{output} = A\,v$$
-Row $i$ of $A$ (the **query** direction) is what token $i$ reads; column $j$ (the **key** direction)
-is how much every token reads from token $j$. Attention rollout follows the information through all
-$L$ layers, counting the skip connection as half of each layer:
-$$R = \mathrm{norm}\!\left(0.5\,\bar A_L + 0.5\,I\right) \cdots \mathrm{norm}\!\left(0.5\,\bar A_1 + 0.5\,I\right)$$
-where $\bar A_l$ is layer $l$'s attention averaged over heads and norm makes every row sum to 1.
-Mean attention distance of a head, over the $N$ query patches with centres $c_i$ (in pixels):
-$$d = \frac{1}{N} \sum_{i} \sum_{j} A_{ij}\, \lVert c_i - c_j \rVert$$"""
-
-HEADS_TEXT = """\
-**Every head of one layer.** Each map is one head's attention for the outlined patch, laid over
-the photo at the model's patch resolution (bright = more attention). In the *query* direction a
-map is the patch's row of the attention matrix (what it reads); in the *key* direction it is the
-patch's column (which patches read from it). Different heads often look at different things:
-some stay near the patch, others spread over the whole pet or the background."""
-
-OVERVIEW_TEXT = """\
-**All layers × all heads** for the same patch (rows: layers 1 → L, columns: heads). Early layers
-tend to be local, later ones more global; with the *global* colour scale you can also see which
-heads concentrate their attention and which spread it thinly."""
-
-ROLLOUT_TEXT = """\
-**Attention rollout** multiplies the head-averaged attention of all layers, each mixed half and
-half with the identity for the skip connection. *Query*: how much the patch's final token draws on
-each input patch; *key*: how far the outlined patch's input spreads. The patch itself usually
-stands out, because every skip connection keeps half of its own token. It is a rough estimate of
-information flow that ignores the MLPs and the values."""
-
-CLASS_TEXT = """\
-**Class token.** When a model has a class token (used for classifying the whole image), this is
-what it attends to in the chosen layer. A segmentation ViT does not need one: it predicts every
-patch's piece of the mask from that patch's own token."""
-
-DISTANCE_TEXT = """\
-**Mean attention distance** (the ViT paper's Figure 7, right) for this photo: for every head, how
-far in pixels of the model input a patch looks on average, weighted by its attention. Low dots are
-heads that act locally like a convolution; high dots mix the whole image. Hover a dot to read its
-head; the camera button in the chart's toolbar saves it as PNG."""
 
 
 def build(ctx: Context) -> Refresh:
     if ctx.analysis is None:
         raise ValueError("create the shell's analysis gr.State before building the attention tab")
-    gr.Markdown(INTRO)
-    with gr.Accordion("The formulas", open=False):
-        gr.Markdown(FORMULAS, latex_delimiters=LATEX)
+    ctx.localized(gr.Markdown, {"value": "attention.intro"})
+    with ctx.localized(gr.Accordion, {"label": "attention.formulas_label"}, open=False):
+        ctx.localized(gr.Markdown, {"value": "attention.formulas"}, latex_delimiters=LATEX)
     patch = gr.State(None)  # the clicked patch index, row-major
     with gr.Row():
         with gr.Column(scale=1):
-            photo = figure("Photo — click a patch", elem_id="attention-photo")
-            status = gr.Markdown(NO_PHOTO, elem_id="attention-status")
-            direction = gr.Radio([("query: what this patch attends to", "query"),
-                                  ("key: what attends to this patch", "key")], value="query", label="Direction",
-                                 elem_id="attention-direction")
-            layer = gr.Slider(1, 2, value=1, step=1, label="Layer", elem_id="attention-layer")
-            scale = gr.Radio([("local: every map on its own scale", "local"),
-                              ("global: one scale for all maps in a figure", "global")],
-                             value="local", label="Colour scale")
+            photo = ctx.localized(figure, {"label": "attention.photo"}, elem_id="attention-photo", fast=True)
+            status = gr.Markdown(text("attention.no_photo"), elem_id="attention-status")
+            direction = ctx.localized(gr.Radio, {"label": "attention.direction", "choices": localized_choices(
+                ("attention.query", "query"), ("attention.key", "key"))}, value="query", elem_id="attention-direction")
+            layer = ctx.localized(gr.Slider, {"label": "attention.layer"}, minimum=1, maximum=2, value=1, step=1,
+                                  elem_id="attention-layer")
+            scale = ctx.localized(gr.Radio, {"label": "attention.scale", "choices": localized_choices(
+                ("attention.local", "local"), ("attention.global", "global"))}, value="local")
+            save = ctx.localized(gr.Button, {"value": "attention.save"}, size="sm", variant="secondary",
+                                 elem_id="attention-save")
+            saved = ctx.localized(gr.File, {"label": "attention.saved"}, file_count="multiple", visible=False,
+                                  interactive=False, elem_id="attention-png")
         with gr.Column(scale=2):
-            gr.Markdown(HEADS_TEXT)
-            heads = figure("Every head of the chosen layer", elem_id="attention-heads")
-    gr.Markdown(OVERVIEW_TEXT)
-    overview = figure("Layers × heads")
+            ctx.localized(gr.Markdown, {"value": "attention.heads_text"})
+            heads = ctx.localized(figure, {"label": "attention.heads"}, elem_id="attention-heads", fast=True)
+    ctx.localized(gr.Markdown, {"value": "attention.overview_text"})
+    overview = ctx.localized(figure, {"label": "attention.overview"}, fast=True)
     with gr.Row():
         with gr.Column():
-            gr.Markdown(ROLLOUT_TEXT)
-            rollout = figure("Attention rollout")
+            ctx.localized(gr.Markdown, {"value": "attention.rollout_text"})
+            rollout = ctx.localized(figure, {"label": "attention.rollout"}, fast=True)
         with gr.Column():
-            gr.Markdown(CLASS_TEXT)
+            ctx.localized(gr.Markdown, {"value": "attention.class_text"})
             class_note = gr.Markdown()
-            class_map = figure("Class-token attention")
-    gr.Markdown(DISTANCE_TEXT)
-    distance_plot = gr.Plot(label="Mean attention distance", show_label=False)
+            class_map = ctx.localized(figure, {"label": "attention.class_map"}, fast=True)
+    ctx.localized(gr.Markdown, {"value": "attention.distance_text"})
+    distance_plot = ctx.localized(gr.Plot, {"label": "attention.distance"}, show_label=False)
 
-    patch_outputs = [patch, photo, status, heads, overview, rollout, class_note, class_map]
+    patch_outputs = [patch, photo, status, heads, overview, rollout, class_note, class_map, saved]
     controls = [layer, direction, scale]
 
-    def on_click(key: AnalysisKey | None, layer_: int, direction_: str, scale_: str, evt: gr.SelectData):
-        analysis = load_analysis(ctx, key)
+    def on_click(key: AnalysisKey | None, layer_: int, direction_: str, scale_: str, evt: gr.SelectData,
+                 lang: str = DEFAULT):
+        analysis = load_analysis(ctx, key, lang=lang)
         if analysis is None or evt.index is None:
             return [gr.skip()] * len(patch_outputs)
         height, width = fit_size(*analysis.photo.shape[:2], PHOTO_SIDE)
         try:
             clicked = click_to_patch(evt.index[0], evt.index[1], width, height, analysis.grid)
         except ValueError as e:
-            gr.Warning(str(e))
+            gr.Warning(text("shell.click_outside", lang, reason=e))
             return [gr.skip()] * len(patch_outputs)
-        return patch_views(analysis, clicked, layer_, direction_, scale_)
+        return patch_views(analysis, clicked, layer_, direction_, scale_, lang)
 
-    def on_control(key: AnalysisKey | None, patch_: int | None, layer_: int, direction_: str, scale_: str):
-        analysis = load_analysis(ctx, key, warn=False)
+    def on_control(key: AnalysisKey | None, patch_: int | None, layer_: int, direction_: str, scale_: str,
+                   lang: str = DEFAULT):
+        analysis = load_analysis(ctx, key, warn=False, lang=lang)
         if analysis is None:
             return [gr.skip()] * len(patch_outputs)
-        return patch_views(analysis, patch_in_grid(patch_, analysis.grid), layer_, direction_, scale_)
+        return patch_views(analysis, patch_in_grid(patch_, analysis.grid), layer_, direction_, scale_, lang)
 
-    def refresh(key: AnalysisKey | None, patch_: int | None, layer_: int, direction_: str, scale_: str):
-        analysis = load_analysis(ctx, key, warn=False)
+    def refresh(key: AnalysisKey | None, patch_: int | None, layer_: int, direction_: str, scale_: str,
+                lang: str = DEFAULT):
+        analysis = load_analysis(ctx, key, warn=False, lang=lang)
         if analysis is None:
-            return [None, None, NO_PHOTO, None, None, None, "", None, gr.skip(), None]
+            return [None, None, text("attention.no_photo", lang), None, None, None, "", None,
+                    gr.File(value=None, visible=False), gr.skip(), None]
         depth = len(analysis.trace.attentions)
         layer_ = min(max(int(layer_), 1), depth)
         distances = mean_attention_distance(analysis.trace.attentions, analysis.grid, analysis.patch_size,
                                             analysis.has_class_token)
-        views = patch_views(analysis, patch_in_grid(patch_, analysis.grid), layer_, direction_, scale_)
+        views = patch_views(analysis, patch_in_grid(patch_, analysis.grid), layer_, direction_, scale_, lang)
         # A Gradio slider needs minimum < maximum, so a one-layer model gets a locked 1…2 slider.
         layer_slider = gr.Slider(minimum=1, maximum=max(depth, 2), value=layer_, interactive=depth > 1)
         return [*views, layer_slider, distance_figure(distances)]
 
-    photo.select(on_click, [ctx.analysis, *controls], patch_outputs)
+    def on_save(key: AnalysisKey | None, patch_: int | None, layer_: int, direction_: str, scale_: str,
+                lang: str = DEFAULT):
+        """The pictures now on screen, drawn again and written as PNG files (lossless, for slides)."""
+        analysis = load_analysis(ctx, key, lang=lang)
+        if analysis is None:
+            return gr.skip()
+        clicked = patch_in_grid(patch_, analysis.grid)
+        layer_ = min(max(int(layer_), 1), len(analysis.trace.attentions))
+        pictures = attention_pictures(analysis, clicked, layer_, direction_, scale_)
+        stem = f"attention-patch{clicked}-layer{layer_}-{direction_}-{scale_}"
+        return gr.File(value=[str(p) for p in save_pngs(pictures.named(stem))], visible=True, interactive=False)
+
+    photo.select(on_click, [ctx.analysis, *controls, ctx.language], patch_outputs)
+    save.click(on_save, [ctx.analysis, patch, *controls, ctx.language], saved)
     for control in controls:
-        control.change(on_control, [ctx.analysis, patch, *controls], patch_outputs)
-    return Refresh(refresh, [patch, *controls], [*patch_outputs, layer, distance_plot])
+        control.change(on_control, [ctx.analysis, patch, *controls, ctx.language], patch_outputs)
+    return Refresh(refresh, [patch, *controls, ctx.language], [*patch_outputs, layer, distance_plot])
 
 
-def patch_views(analysis: Analysis, patch: int, layer: int, direction: str, scale: str) -> list:
+def patch_views(analysis: Analysis, patch: int, layer: int, direction: str, scale: str,
+                lang: str = DEFAULT) -> list:
     """Everything that depends on the clicked patch, the layer (1-based), direction and colour scale,
-    in the order of the tab's patch outputs."""
-    attentions, grid, has_cls = analysis.trace.attentions, analysis.grid, analysis.has_class_token
-    depth = len(attentions)
+    in the order of the tab's patch outputs; the texts in `lang`."""
+    grid, has_cls, depth = analysis.grid, analysis.has_class_token, len(analysis.trace.attentions)
     layer = min(max(int(layer), 1), depth)
-    photo = fit_photo(analysis.photo, PHOTO_SIDE)
-
-    small = fit_photo(photo, HEAD_SIDE)
-    per_head = normalise_maps(patch_attention(attentions, layer - 1, patch, has_cls, direction, grid), scale)
-    heads = tile([overlay(small, m, patch) for m in per_head], [f"head {h + 1}" for h in range(len(per_head))],
-                 columns=min(4, len(per_head)))
-
-    every_layer = torch.stack([patch_attention(attentions, l, patch, has_cls, direction, grid) for l in range(depth)])
-    every_layer = normalise_maps(every_layer, scale)
-    thumb = fit_photo(photo, THUMB_SIDE)
-    overview = tile([overlay(thumb, m, patch) for m in every_layer.flatten(0, 1)],
-                    [f"L{l + 1} H{h + 1}" for l in range(depth) for h in range(every_layer.shape[1])],
-                    columns=every_layer.shape[1])
-
-    flow = patch_slice(attention_rollout(attentions), patch, has_cls, direction, grid)
-    rollout = overlay(photo, normalise_maps(flow, "local"), patch)
-
+    pictures = attention_pictures(analysis, patch, layer, direction, scale)
     if has_cls:
-        cls_maps = normalise_maps(class_token_attention(attentions, layer - 1, grid), scale)
-        class_map = tile([overlay(small, m) for m in cls_maps], [f"head {h + 1}" for h in range(len(cls_maps))],
-                         columns=min(4, len(cls_maps)))
-        class_note = f"What the class token attends to in layer {layer}."
+        class_note = text("attention.class_note", lang, layer=layer)
     else:
-        class_map, class_note = None, "This model has **no class token**, so there is no class-token attention to show."
+        class_note = text("attention.no_class_token", lang)
 
     rows, cols = grid
     row, col = divmod(patch, cols)
-    reads = "what it attends to" if direction == "query" else "what attends to it"
-    status = (f"Patch **{patch}**: row {row + 1}, column {col + 1} of the {rows}×{cols} grid · {reads} · "
-              f"layer {layer} of {depth} · a head attending evenly everywhere would score "
-              f"{uniform_attention_distance(grid, analysis.patch_size):.0f} px in the distance chart.")
+    reads = text("attention.reads_query" if direction == "query" else "attention.reads_key", lang)
+    status = text("attention.status", lang, patch=patch, row=row + 1, col=col + 1, rows=rows, cols=cols, reads=reads,
+                  layer=layer, depth=depth, uniform=uniform_attention_distance(grid, analysis.patch_size))
     # A model without a class token has nothing to draw there: hide the box rather than leave it empty.
-    return [patch, photo_with_patch(photo, grid, patch), status, heads, overview, rollout, class_note,
-            gr.Image(value=class_map, visible=has_cls)]
+    # PNG files saved for an earlier patch no longer match the pictures: hide them too.
+    return [patch, pictures.photo, status, pictures.heads, pictures.overview, pictures.rollout, class_note,
+            gr.Image(value=pictures.class_token, visible=has_cls), gr.File(value=None, visible=False)]
 
 
-def figure(label: str, elem_id: str | None = None) -> gr.Image:
-    """A picture the user can download as PNG or enlarge, but not edit. The label names it for
-    screen readers and the API but is not shown: Gradio would draw it over the picture's corner."""
+def figure(label: str, elem_id: str | None = None, fast: bool = False) -> gr.Image:
+    """A picture the user can enlarge but not edit. The label names it for screen readers and the
+    API but is not shown: Gradio would draw it over the picture's corner.
+
+    By default it is sent as PNG with a download button. `fast` pictures, redrawn on every click,
+    are sent as JPEG (a photo-sized PNG takes longer to encode than to draw) without a download
+    button: the tab offers their PNG files on demand instead."""
+    if fast:
+        return gr.Image(label=label, show_label=False, interactive=False, format="jpeg", buttons=["fullscreen"],
+                        elem_id=elem_id)
     return gr.Image(label=label, show_label=False, interactive=False, format="png",
                     buttons=["download", "fullscreen"], elem_id=elem_id)
 
 
-def load_analysis(ctx: Context, key: AnalysisKey | None, warn: bool = True) -> Analysis | None:
-    """The cached analysis of the current photo, or None (with a message) when there is none."""
+def load_analysis(ctx: Context, key: AnalysisKey | None, warn: bool = True, lang: str = DEFAULT) -> Analysis | None:
+    """The cached analysis of the current photo, or None (with a message in `lang`) when there is none."""
     if key is None:
         if warn:
-            gr.Warning(NO_PHOTO)
+            gr.Warning(text("attention.no_photo", lang))
         return None
     try:
-        return ctx.analysis_for(key)
+        return ctx.analysis_for(key, lang)
     except CheckpointError as e:
-        raise gr.Error(str(e)) from None
+        raise gr.Error(text("shell.checkpoint_refused", lang, reason=e)) from None
 
 
 def patch_in_grid(patch: int | None, grid: tuple[int, int]) -> int:

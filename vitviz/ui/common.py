@@ -5,19 +5,40 @@ The shell owns the photo upload, the checkpoint and epoch pickers, and one `gr.S
 tab's `Refresh` once; a tab never runs the model itself, it reads `ctx.analysis_for(key)`, which
 is served from the cache (one forward pass per photo, checkpoint and epoch).
 
-A tab module exposes `build(ctx: Context) -> Refresh`, called inside its `gr.Tab`.
+A tab module exposes `build(ctx: Context) -> Refresh`, called inside its `gr.Tab`. A tab that
+is costly to draw marks its Refresh `lazy`; the shell then draws it only while it is shown.
+
+Languages: the shell's language picker is `ctx.language`. A component whose label or text the
+picker must change is made with `ctx.localized(...)`; the picker's change event sends every such
+component its texts in the new language, then the shell redraws the tabs, whose handlers take
+`ctx.language` as their last input (a `lang` parameter, English by default) for the texts they write.
 """
 
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, TypeVar
 
 import gradio as gr
 import numpy as np
 
+from vitviz.i18n import DEFAULT, text
 from vitviz.inference import Analysis, ModelCache, photo_id
+
+C = TypeVar("C")
+# A component property's text: a catalog key, or a function of the language (choices, composed texts).
+Text = str | Callable[[str], Any]
+
+
+def resolve(value: Text, lang: str) -> Any:
+    """The property value of `value` in language `lang`."""
+    return value(lang) if callable(value) else text(value, lang)
+
+
+def localized_choices(*pairs: tuple[str, Any]) -> Callable[[str], list[tuple[str, Any]]]:
+    """(catalog key, value) pairs → a `Text` for the choices of a Radio or Dropdown."""
+    return lambda lang: [(text(key, lang), value) for key, value in pairs]
 
 
 @dataclass(frozen=True)
@@ -29,11 +50,28 @@ class AnalysisKey:
 
 @dataclass
 class Refresh:
-    """How the shell updates a tab after a new analysis: fn(key, *inputs) -> outputs."""
+    """How the shell updates a tab after a new analysis: fn(key, *inputs) -> outputs. A `lazy` tab
+    (one that runs the model again, e.g. once per snapshot) is drawn only while it is shown: see
+    `only_when_shown`."""
 
     fn: Callable
     inputs: list = field(default_factory=list)
     outputs: list = field(default_factory=list)
+    lazy: bool = False
+
+
+def only_when_shown(refresh: Refresh, tab_id: str, shown_tab: gr.State) -> Refresh:
+    """`refresh` made to draw only while tab `tab_id` is the one on screen (`shown_tab` holds its
+    id), and only when its key or inputs differ from its last drawing. The shell calls it after
+    every new analysis and whenever a tab is opened, so the tab computes once, when looked at."""
+    drawn = gr.State(None)  # (key, *inputs) of the tab's last drawing
+
+    def draw_if_shown(key: AnalysisKey | None, shown: str, last: tuple | None, *inputs):
+        if shown != tab_id or (key, *inputs) == last:
+            return gr.skip()
+        return (*refresh.fn(key, *inputs), (key, *inputs))
+
+    return Refresh(draw_if_shown, [shown_tab, drawn, *refresh.inputs], [*refresh.outputs, drawn], lazy=True)
 
 
 class PhotoStore:
@@ -55,10 +93,10 @@ class PhotoStore:
                 self._photos.popitem(last=False)
         return pid
 
-    def get(self, photo_id: str) -> np.ndarray:
+    def get(self, photo_id: str, lang: str = DEFAULT) -> np.ndarray:
         with self._lock:
             if photo_id not in self._photos:
-                raise gr.Error("This photo is no longer in memory: please upload it again.")
+                raise gr.Error(text("shell.photo_gone", lang))
             return self._photos[photo_id]
 
 
@@ -70,8 +108,26 @@ class Context:
     analysis: gr.State | None = None  # holds AnalysisKey | None; created by the shell
     runs_dir: Path = Path("runs")  # where training runs live (the Train tab starts new ones there)
     data_root: str | None = None  # the dataset folder given to the app, if any
+    language: gr.components.Component | None = None  # holds a code of i18n.LANGUAGES; created by the shell
+    localized_components: list[tuple[Any, dict[str, Text]]] = field(default_factory=list)
 
-    def analysis_for(self, key: AnalysisKey | None) -> Analysis | None:
+    def analysis_for(self, key: AnalysisKey | None, lang: str = DEFAULT) -> Analysis | None:
         if key is None:
             return None
-        return self.cache.analysis(self.photos.get(key.photo_id), key.checkpoint, key.epoch)
+        return self.cache.analysis(self.photos.get(key.photo_id, lang), key.checkpoint, key.epoch)
+
+    def localized(self, make: Callable[..., C], texts: dict[str, Text], **kwargs) -> C:
+        """`make(**kwargs)` with the properties in `texts` (e.g. {"label": "segment.opacity"}) set
+        to their English texts, registered so that the language picker changes them."""
+        component = make(**kwargs, **{prop: resolve(value, DEFAULT) for prop, value in texts.items()})
+        self.localized_components.append((component, texts))
+        return component
+
+    def localized_outputs(self) -> list:
+        """The localized components, in the order of `translations`."""
+        return [component for component, _ in self.localized_components]
+
+    def translations(self, lang: str) -> list[dict]:
+        """One update per localized component, in registration order: its texts in `lang`."""
+        return [gr.update(**{prop: resolve(value, lang) for prop, value in texts.items()})
+                for _, texts in self.localized_components]

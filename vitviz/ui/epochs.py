@@ -1,5 +1,7 @@
-"""Epochs tab: the current photo's mask at every saved snapshot of the checkpoint, one epoch large
-with its metrics, and the progression as a GIF."""
+"""Epochs tab: the current photo's mask at every saved snapshot of the checkpoint and with its final
+weights, one of them large with its metrics, and the progression as a GIF.
+
+It runs the model once per snapshot, so the shell draws it only while it is shown (`lazy`)."""
 
 import hashlib
 import tempfile
@@ -8,66 +10,79 @@ from pathlib import Path
 import gradio as gr
 
 from vitviz.attention_maps import fit_photo
-from vitviz.epochs import blocky_explanation, export_gif, metrics_text, overlay_frame, read_metrics, snapshot_analyses
+from vitviz.checkpoint import list_snapshots
+from vitviz.epochs import (Frame, blocky_explanation, export_gif, final_label, metrics_text, overlay_frame,
+                           progression)
+from vitviz.i18n import DEFAULT, text
 from vitviz.ui.common import AnalysisKey, Context, Refresh
 
 OPACITY = 0.55
 GIF_DIR = Path(tempfile.gettempdir()) / "vitviz-gifs"
-NO_ANALYSIS = "Load a photo and a checkpoint above to see how its mask changed over training."
-NO_SNAPSHOTS = ("This checkpoint has no weight snapshots, so there is no progression to show. "
-                "Training saves them at `--snapshot-epochs` (a run in progress gains them as it goes).")
+
+
+def frame_label(frame: Frame, folder: str, lang: str) -> str:
+    """A frame's name in `lang` (`frame.label` stays English: the GIF draws it with a Latin font)."""
+    return final_label(folder, lang=lang) if frame.epoch is None else text("epochs.snapshot", lang, epoch=frame.epoch)
 
 
 def build(ctx: Context) -> Refresh:
-    explanation = gr.Markdown(NO_ANALYSIS)
-    strip = gr.Gallery(label="The mask at every saved snapshot", columns=10, rows=1, height=230, format="png", fit_columns=False,
-                       object_fit="contain", allow_preview=False)
-    snapshot = gr.Slider(1, 2, value=1, step=1, label="Snapshot shown large (1 = the oldest)",
-                         elem_id="epochs-snapshot")
+    explanation = gr.Markdown(text("epochs.no_analysis"))
+    # Six to a row, so that thumbnails and captions can be read; a longer progression scrolls.
+    strip = ctx.localized(gr.Gallery, {"label": "epochs.strip"}, columns=6, height=270, format="png",
+                          object_fit="contain", allow_preview=False, elem_id="epochs-strip",
+                          elem_classes="full-captions")
+    snapshot = ctx.localized(gr.Slider, {"label": "epochs.slider"}, minimum=1, maximum=2, value=1, step=1,
+                             elem_id="epochs-snapshot")
     with gr.Row():
-        large = gr.Image(label="Mask", format="png", interactive=False, buttons=["download", "fullscreen"],
-                         elem_id="epochs-large")
+        large = ctx.localized(gr.Image, {"label": "epochs.large"}, format="png", interactive=False,
+                              buttons=["download", "fullscreen"], elem_id="epochs-large")
         with gr.Column():
             metrics = gr.Markdown(elem_id="epochs-metrics")
-            gif = gr.DownloadButton("Download the progression (GIF)", visible=False)
+            gif = ctx.localized(gr.DownloadButton, {"label": "epochs.gif"}, visible=False)  # its value is the file
 
-    def snapshots_of(key: AnalysisKey):
-        return snapshot_analyses(ctx.cache, ctx.photos.get(key.photo_id), key.checkpoint)
+    def frames_of(key: AnalysisKey, lang: str) -> list[Frame]:
+        return progression(ctx.cache, ctx.photos.get(key.photo_id, lang), key.checkpoint)
 
-    def show(key: AnalysisKey | None, index: int):
-        """The snapshot at 1-based slider position `index`, large, with its metrics."""
-        if ctx.analysis_for(key) is None:
+    def show(key: AnalysisKey | None, index: int, lang: str = DEFAULT):
+        """The frame at 1-based slider position `index`, large, with its metrics."""
+        if ctx.analysis_for(key, lang) is None or not list_snapshots(key.checkpoint):
             return None, ""
-        analyses = snapshots_of(key)
-        if not analyses:
-            return None, ""
-        epoch = list(analyses)[min(max(int(index), 1), len(analyses)) - 1]
-        return (gr.update(value=overlay_frame(analyses[epoch], OPACITY, 512), label=f"Mask at epoch {epoch}"),
-                metrics_text(epoch, read_metrics(key.checkpoint).get(epoch)))
+        frames = frames_of(key, lang)
+        frame = frames[min(max(int(index), 1), len(frames)) - 1]
+        label = frame_label(frame, key.checkpoint, lang)
+        return (gr.update(value=overlay_frame(frame.analysis, OPACITY, 512),
+                          label=text("epochs.large_label", lang, label=label)),
+                metrics_text(label, frame.metrics, lang))
 
-    def refresh(key: AnalysisKey | None):
-        analysis = ctx.analysis_for(key)
+    def refresh(key: AnalysisKey | None, lang: str = DEFAULT):
+        analysis = ctx.analysis_for(key, lang)
         if analysis is None:
-            return NO_ANALYSIS, None, gr.update(visible=False), None, "", gr.update(visible=False)
-        explanation_text = blocky_explanation(analysis.patch_size, analysis.probs.shape[0])
-        analyses = snapshots_of(key)
-        if not analyses:
-            return NO_SNAPSHOTS, None, gr.update(visible=False), None, "", gr.update(visible=False)
-        epochs = list(analyses)
-        frames = [overlay_frame(a, OPACITY, 320) for a in analyses.values()]
-        thumbs = [(fit_photo(frame, 200), f"epoch {e}") for e, frame in zip(epochs, frames)]
-        folder_id = hashlib.sha1(key.checkpoint.encode()).hexdigest()[:8]  # two runs may share a name
-        name = f"epochs-{key.photo_id[:12]}-{Path(key.checkpoint).name}-{folder_id}-{'-'.join(map(str, epochs))}.gif"
-        gif_path = export_gif(frames, [f"epoch {e}" for e in epochs], GIF_DIR / name)
-        # Start on the epoch picked above when it is a snapshot, else on the last snapshot.
-        index = epochs.index(key.epoch) + 1 if key.epoch in epochs else len(epochs)
-        if len(epochs) == 1:  # nothing to slide over (and a slider needs minimum < maximum)
+            return text("epochs.no_analysis", lang), None, gr.update(visible=False), None, "", gr.update(visible=False)
+        explanation_text = blocky_explanation(analysis.patch_size, analysis.probs.shape[0], lang)
+        if not list_snapshots(key.checkpoint):
+            return (text("epochs.no_snapshots", lang), None, gr.update(visible=False), None, "",
+                    gr.update(visible=False))
+        frames = frames_of(key, lang)
+        labels = [frame.label for frame in frames]
+        pictures = [overlay_frame(frame.analysis, OPACITY, 320) for frame in frames]
+        thumbs = [(fit_photo(picture, 200), frame_label(frame, key.checkpoint, lang))
+                  for picture, frame in zip(pictures, frames)]
+        # Two runs may share a name, and a run in progress gains epochs: both change the file name.
+        content_id = hashlib.sha1("|".join([key.checkpoint, *labels]).encode()).hexdigest()[:8]
+        name = f"epochs-{key.photo_id[:12]}-{Path(key.checkpoint).name}-{content_id}.gif"
+        gif_path = export_gif(pictures, labels, GIF_DIR / name)
+        # Start on the epoch picked above when it is a snapshot shown, else on the final weights.
+        epochs = [frame.epoch for frame in frames]
+        index = epochs.index(key.epoch) + 1 if key.epoch in epochs else len(frames)
+        if len(frames) == 1:  # nothing to slide over (and a slider needs minimum < maximum)
             slider = gr.update(visible=False)
         else:
-            slider = gr.update(minimum=1, maximum=len(epochs), value=index, visible=True,
-                               label=f"Snapshot shown large: 1 … {len(epochs)} = epochs {', '.join(map(str, epochs))}")
-        return (explanation_text, thumbs, slider, *show(key, index),
+            snapshots = ", ".join(str(epoch) for epoch in epochs[:-1])
+            slider = gr.update(minimum=1, maximum=len(frames), value=index, visible=True,
+                               label=text("epochs.slider_range", lang, count=len(frames), epochs=snapshots,
+                                          final=frame_label(frames[-1], key.checkpoint, lang)))
+        return (explanation_text, thumbs, slider, *show(key, index, lang),
                 gr.update(value=str(gif_path), visible=True))
 
-    snapshot.change(show, [ctx.analysis, snapshot], [large, metrics])
-    return Refresh(refresh, [], [explanation, strip, snapshot, large, metrics, gif])
+    snapshot.change(show, [ctx.analysis, snapshot, ctx.language], [large, metrics])
+    return Refresh(refresh, [ctx.language], [explanation, strip, snapshot, large, metrics, gif], lazy=True)

@@ -6,6 +6,7 @@ import gradio as gr
 import numpy as np
 
 from vitviz.attention_maps import centre_patch, click_to_patch, fit_photo, photo_with_patch
+from vitviz.i18n import DEFAULT, text
 from vitviz.inference import Analysis
 from vitviz.journey import (comparison_embed, journey_pictures, journey_rows, linear_conv_difference,
                             model_summary, what_if)
@@ -14,71 +15,47 @@ from vitviz.posembed import KINDS
 from vitviz.presets import preset
 from vitviz.ui.common import AnalysisKey, Context, Refresh
 
-FORMULAS = r"""
-**The equations behind the table**
-
-$$z_0 = [\,x_\mathrm{class};\; x_p^1 E;\; x_p^2 E;\; \dots;\; x_p^N E\,] + E_\mathrm{pos}$$
-
-$$z'_\ell = \mathrm{MSA}(\mathrm{LN}(z_{\ell-1})) + z_{\ell-1}, \qquad z_\ell = \mathrm{MLP}(\mathrm{LN}(z'_\ell)) + z'_\ell, \qquad \ell = 1 \dots L$$
-
-$$N = \frac{HW}{P^2}, \qquad \mathrm{FLOPs} \approx L\,(24\,N D^2 + 4\,N^2 D)$$
-
-$x_p^i$ is patch $i$ flattened to $P \cdot P \cdot C$ values, $E$ the patch embedding
-($P^2C \times D$), $E_\mathrm{pos}$ the position embedding. The class token $x_\mathrm{class}$ is
-optional: a segmentation model reads every patch token, not one summary token.
-"""
-
-INTRO = """
-One real forward pass of your photo, stage by stage: the **table** gives every tensor's shape with
-its axis names (B batch, C channels, N patches, T tokens, D embedding width, PPC = P·P·C values per
-patch) and the parameters of the layer that made it; the **pictures** show the tensors themselves
-(token matrices: one row per patch, blue negative, red positive). **Click the photo** to follow one
-patch: its tile, and its row in every token matrix, are highlighted.
-"""
-
-CONV_INTRO = """
-nn.Conv2d with kernel = stride = P cuts the image into non-overlapping P×P patches and projects
-each to D numbers in one call: the same map as "patchify + nn.Linear", with the linear weight
-(D, P·P·C) reshaped into the kernel (D, C, P, P). Below, both run on this photo's normalised input.
-"""
-
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
-TABLE_HEADERS = ["step", "stage", "shape (axis = size)", "parameters"]
-NO_PHOTO = "Load a photo first: there is no patch to select yet."
 
 
-def patch_text(analysis: Analysis, index: int) -> str:
+def table_headers(lang: str) -> list[str]:
+    return [text(f"journey.header_{name}", lang) for name in ("step", "stage", "shape", "parameters")]
+
+
+def patch_text(analysis: Analysis, index: int, lang: str = DEFAULT) -> str:
     rows, cols = analysis.grid
     row, col = divmod(index, cols)
     p = analysis.patch_size
-    token = f"token {index + 1} (after the class token)" if analysis.has_class_token else f"token {index}"
-    return (f"**Patch {index}**: row {row + 1}, column {col + 1} of the {rows}×{cols} grid, model-input pixels "
-            f"x {col * p}–{(col + 1) * p - 1}, y {row * p}–{(row + 1) * p - 1}; it is {token} in the encoder. "
-            f"Its tile and its row are outlined in red below. Click another patch to follow it.")
+    token = (text("journey.token_after_class", lang, token=index + 1) if analysis.has_class_token else
+             text("journey.token", lang, token=index))
+    return text("journey.patch", lang, index=index, row=row + 1, col=col + 1, rows=rows, cols=cols, x0=col * p,
+                x1=(col + 1) * p - 1, y0=row * p, y1=(row + 1) * p - 1, token=token)
 
 
-def conv_text(ctx: Context, key: AnalysisKey, analysis: Analysis) -> str:
+def conv_text(ctx: Context, key: AnalysisKey, analysis: Analysis, lang: str = DEFAULT) -> str:
     model = ctx.cache.model(key.checkpoint, key.epoch)
     embed = comparison_embed(model)
     images = analysis.trace.stage("input BatchNorm").tensor
     difference = linear_conv_difference(embed, images)
     p, d = embed.patch_size, embed.proj.out_features
     c = embed.proj.in_features // (p * p)
-    source = ("this checkpoint's own patch embedding" if embed is model.patch_embed else
-              f"a fresh linear embedding of the same size (this checkpoint tokenizes with '{model.cfg.patch_embed}')")
+    source = (text("journey.conv_own", lang) if embed is model.patch_embed else
+              text("journey.conv_fresh", lang, kind=model.cfg.patch_embed))
     n = analysis.grid[0] * analysis.grid[1]
-    return (f"Weights: {source}. Linear: patchify → nn.Linear({p * p * c} → {d}); Conv2d({c}, {d}, "
-            f"kernel={p}, stride={p}) with the copied weights. **Max |linear − conv| = {difference:.2e}** "
-            f"over {n}×{d} token values: the same tokens, up to float32 rounding.")
+    return text("journey.conv_result", lang, source=source, ppc=p * p * c, dim=d, channels=c, patch=p,
+                difference=difference, patches=n)
 
 
-def show_what_if(settings: dict, *values) -> tuple[str, list[list[str]] | None]:
+def show_what_if(settings: dict, image_size: float, patch_size: float, embed_dim: float, num_heads: float,
+                 depth: float, class_token: bool, pos_embed: str, lang: str = DEFAULT) -> tuple[str, dict]:
     """The what-if summary and shape table, or a one-line reason why these settings make no model."""
     try:
-        cfg, trace, total = what_if(ViTConfig.from_dict(settings), *values)
+        cfg, trace, total = what_if(ViTConfig.from_dict(settings), image_size, patch_size, embed_dim, num_heads,
+                                    depth, class_token, pos_embed, lang)
     except ValueError as e:
-        return f"⚠ {e}", None
-    return model_summary(cfg, total), journey_rows(trace, total)
+        return text("journey.what_if_refused", lang, reason=e), gr.update(value=None, headers=table_headers(lang))
+    return model_summary(cfg, total, lang), gr.update(value=journey_rows(trace, total, lang),
+                                                      headers=table_headers(lang))
 
 
 def load_settings(settings: dict) -> tuple:
@@ -92,59 +69,62 @@ def seed_settings() -> tuple:
 
 
 def build(ctx: Context) -> Refresh:
-    gr.Markdown(INTRO)
+    ctx.localized(gr.Markdown, {"value": "journey.intro"})
     selected = gr.State(None)  # the clicked patch index, or None
     with gr.Row():
         with gr.Column():
-            grid_photo = gr.Image(label="Your photo on the model's patch grid: click a patch", format="png",
-                                  interactive=False, buttons=["download", "fullscreen"])
+            grid_photo = ctx.localized(gr.Image, {"label": "journey.grid_photo"}, format="png", interactive=False,
+                                       buttons=["download", "fullscreen"])
             patch_info = gr.Markdown()
         with gr.Column():
-            gr.Markdown(FORMULAS, latex_delimiters=LATEX)
+            ctx.localized(gr.Markdown, {"value": "journey.formulas"}, latex_delimiters=LATEX)
             summary = gr.Markdown(latex_delimiters=LATEX)
-    table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, label="Shapes of this forward pass", wrap=True,
-                         max_height=1200)
-    pictures = gr.Gallery(label="Every stage's tensor (click one to enlarge and read its caption)", columns=3,
-                          height=1400, format="png", object_fit="contain", buttons=["download", "fullscreen"])
+    table = ctx.localized(gr.Dataframe, {"label": "journey.table"}, headers=table_headers(DEFAULT), interactive=False,
+                          wrap=True, max_height=1200)
+    pictures = ctx.localized(gr.Gallery, {"label": "journey.pictures"}, columns=3, height=1400, format="png",
+                             object_fit="contain", buttons=["download", "fullscreen"], elem_classes="full-captions")
 
-    with gr.Accordion("What if? The shapes of another configuration (no weights, computed at once)", open=False):
+    with ctx.localized(gr.Accordion, {"label": "journey.what_if"}, open=False):
         settings, size0, patch0, width0, heads0, depth0, cls0, pos0 = seed_settings()
         base = gr.State(settings)  # the fields that the inputs below do not set
         with gr.Row():
-            image_size = gr.Number(label="image size (px)", value=size0)
-            patch_size = gr.Number(label="patch size P", value=patch0)
-            embed_dim = gr.Number(label="embedding width D", value=width0)
-            num_heads = gr.Number(label="heads", value=heads0)
-            depth = gr.Number(label="depth L (blocks)", value=depth0)
+            image_size = ctx.localized(gr.Number, {"label": "journey.image_size"}, value=size0)
+            patch_size = ctx.localized(gr.Number, {"label": "journey.patch_size"}, value=patch0)
+            embed_dim = ctx.localized(gr.Number, {"label": "journey.embed_dim"}, value=width0)
+            num_heads = ctx.localized(gr.Number, {"label": "journey.num_heads"}, value=heads0)
+            depth = ctx.localized(gr.Number, {"label": "journey.depth"}, value=depth0)
         with gr.Row():
-            class_token = gr.Checkbox(label="class token", value=cls0)
-            pos_embed = gr.Dropdown(list(KINDS), value=pos0, label="position embedding")
-            from_seed = gr.Button("The article's model (86.28M)")
-            from_checkpoint = gr.Button("This checkpoint's settings")
-        first_summary, first_rows = show_what_if(*seed_settings())
+            class_token = ctx.localized(gr.Checkbox, {"label": "journey.class_token"}, value=cls0)
+            pos_embed = ctx.localized(gr.Dropdown, {"label": "journey.pos_embed"}, choices=list(KINDS), value=pos0)
+            from_seed = ctx.localized(gr.Button, {"value": "journey.from_seed"})
+            from_checkpoint = ctx.localized(gr.Button, {"value": "journey.from_checkpoint"})
+        first_summary, first_table = show_what_if(*seed_settings())
         what_if_summary = gr.Markdown(first_summary, latex_delimiters=LATEX)
-        what_if_table = gr.Dataframe(first_rows, headers=TABLE_HEADERS, interactive=False, wrap=True, max_height=1200)
+        what_if_table = gr.Dataframe(first_table["value"], headers=first_table["headers"], interactive=False,
+                                     wrap=True, max_height=1200)
 
-    with gr.Accordion("Linear vs Conv2d patch embedding", open=False):
-        gr.Markdown(CONV_INTRO)
+    with ctx.localized(gr.Accordion, {"label": "journey.conv"}, open=False):
+        ctx.localized(gr.Markdown, {"value": "journey.conv_intro"})
         conv_result = gr.Markdown()
 
-    def refresh(key: AnalysisKey | None, patch: int | None):
-        analysis = ctx.analysis_for(key)
+    def refresh(key: AnalysisKey | None, patch: int | None, lang: str = DEFAULT):
+        analysis = ctx.analysis_for(key, lang)
         if analysis is None:
-            return None, None, "", "", None, None, ""
+            return None, None, "", "", gr.update(value=None, headers=table_headers(lang)), None, ""
         rows, cols = analysis.grid
         if patch is None or patch >= rows * cols:  # a new grid may not have the last click's patch
             patch = centre_patch(analysis.grid)
         model = ctx.cache.model(key.checkpoint, key.epoch)
-        return (patch, photo_with_patch(display_photo(analysis), analysis.grid, patch), patch_text(analysis, patch),
-                model_summary(model.cfg, model.num_params()), journey_rows(analysis.trace, model.num_params()),
-                journey_pictures(analysis, patch), conv_text(ctx, key, analysis))
+        table_update = gr.update(value=journey_rows(analysis.trace, model.num_params(), lang),
+                                 headers=table_headers(lang))
+        return (patch, photo_with_patch(display_photo(analysis), analysis.grid, patch),
+                patch_text(analysis, patch, lang), model_summary(model.cfg, model.num_params(), lang), table_update,
+                journey_pictures(analysis, patch, lang), conv_text(ctx, key, analysis, lang))
 
-    def select_patch(key: AnalysisKey | None, shown: np.ndarray | None, evt: gr.SelectData):
-        analysis = ctx.analysis_for(key)
+    def select_patch(key: AnalysisKey | None, shown: np.ndarray | None, evt: gr.SelectData, lang: str = DEFAULT):
+        analysis = ctx.analysis_for(key, lang)
         if analysis is None or shown is None:
-            gr.Warning(NO_PHOTO)
+            gr.Warning(text("journey.no_photo", lang))
             return [gr.skip()] * 4
         height, width = shown.shape[:2]  # the picture as displayed, whatever the photo's own size
         try:
@@ -152,24 +132,27 @@ def build(ctx: Context) -> Refresh:
         except (TypeError, ValueError):  # a click that Gradio reports outside the picture
             return [gr.skip()] * 4
         return (patch, photo_with_patch(display_photo(analysis), analysis.grid, patch),
-                patch_text(analysis, patch), journey_pictures(analysis, patch))
+                patch_text(analysis, patch, lang), journey_pictures(analysis, patch, lang))
 
-    def checkpoint_settings(key: AnalysisKey | None):
+    def checkpoint_settings(key: AnalysisKey | None, lang: str = DEFAULT):
         if key is None:
-            gr.Warning("Load a photo and a checkpoint first.")
+            gr.Warning(text("journey.load_first", lang))
             return [gr.skip()] * 8
         return load_settings(ctx.cache.model(key.checkpoint, key.epoch).cfg.to_dict())
 
     what_if_inputs = [image_size, patch_size, embed_dim, num_heads, depth, class_token, pos_embed]
+    what_if_io = ([base, *what_if_inputs, ctx.language], [what_if_summary, what_if_table])
     settings_outputs = [base, *what_if_inputs]
-    for component in what_if_inputs:
-        component.change(show_what_if, [base, *what_if_inputs], [what_if_summary, what_if_table])
-    from_seed.click(seed_settings, None, settings_outputs).then(
-        show_what_if, [base, *what_if_inputs], [what_if_summary, what_if_table])
-    from_checkpoint.click(checkpoint_settings, ctx.analysis, settings_outputs).then(
-        show_what_if, [base, *what_if_inputs], [what_if_summary, what_if_table])
-    grid_photo.select(select_patch, [ctx.analysis, grid_photo], [selected, grid_photo, patch_info, pictures])
-    return Refresh(refresh, [selected], [selected, grid_photo, patch_info, summary, table, pictures, conv_result])
+    # A new language rewrites the what-if summary and table too (they do not depend on the photo).
+    for component in [*what_if_inputs, ctx.language]:
+        component.change(show_what_if, *what_if_io)
+    from_seed.click(seed_settings, None, settings_outputs).then(show_what_if, *what_if_io)
+    from_checkpoint.click(checkpoint_settings, [ctx.analysis, ctx.language], settings_outputs).then(
+        show_what_if, *what_if_io)
+    grid_photo.select(select_patch, [ctx.analysis, grid_photo, ctx.language],
+                      [selected, grid_photo, patch_info, pictures])
+    return Refresh(refresh, [selected, ctx.language],
+                   [selected, grid_photo, patch_info, summary, table, pictures, conv_result])
 
 
 def display_photo(analysis: Analysis) -> np.ndarray:

@@ -6,6 +6,7 @@ so a page reload or an app restart shows the same runs.
 """
 
 import os
+from functools import partial
 from pathlib import Path
 
 import gradio as gr
@@ -13,33 +14,26 @@ import torch
 
 from vitviz import jobs
 from vitviz.epochs import read_metrics
+from vitviz.i18n import DEFAULT, text
 from vitviz.jobs import JobError, JobManager
 from vitviz.presets import PRESETS
 from vitviz.train import pick_device
-from vitviz.train_views import (RUNS_HEADERS, curves_figure, mask_progression, mask_strips, progress_html, runs_table,
+from vitviz.train_views import (curves_figure, mask_progression, mask_strips, progress_html, runs_headers, runs_table,
                                 status_markdown)
 from vitviz.ui.common import Context
 
 POLL_SECONDS = 1.0
-MASKS_LABEL = "Predicted masks of validation photos, the true masks on top, then after each epoch"
 FIRST_PRESET = "seed-small"  # the article's kind of model, small enough for a laptop CPU
-INTRO = """
-Train a ViT on the pet photos and watch it learn. The job runs in its own process (the app stays
-usable) and writes everything to its run folder; after every epoch you see the curves and the
-predicted masks of a few validation photos: blocky at first, finer later. **Stop** keeps the last
-finished epoch; **Resume** continues from it. Every weight snapshot of a run also appears in the
-checkpoint picker at the top.
-"""
 
 
-def device_note(threads: int) -> str:
+def device_note(threads: int, lang: str = DEFAULT) -> str:
     """Where a job started now will train (the trainer picks the same way)."""
     device = pick_device()
     if device.type == "cuda":
-        return f"Jobs train on the GPU ({torch.cuda.get_device_name(device)})."
+        return text("train.device_cuda", lang, name=torch.cuda.get_device_name(device))
     if device.type == "mps":
-        return "Jobs train on this Mac's GPU (mps)."
-    return f"No GPU here: jobs train on the CPU with {threads} of its {os.cpu_count()} cores, the rest stay with this app."
+        return text("train.device_mps", lang)
+    return text("train.device_cpu", lang, threads=threads, cores=os.cpu_count())
 
 
 def file_signature(path: Path) -> tuple:
@@ -47,50 +41,73 @@ def file_signature(path: Path) -> tuple:
     return (str(path), path.stat().st_mtime_ns) if path.is_file() else (str(path),)
 
 
-def masks_picture(folder: Path | None) -> dict:
+def data_root_note(data_roots: list[str], lang: str = DEFAULT) -> str:
+    """One line under the data-root field: where a data root may be, or why there is none."""
+    if not data_roots:
+        return text("train.no_data_root", lang)
+    return text("train.data_root_inside", lang, folders=", ".join(str(Path(root).resolve()) for root in data_roots))
+
+
+def masks_picture(folder: Path | None, lang: str = DEFAULT) -> dict:
     """The mask strips of the run as one picture, the epochs it shows in its label."""
     strips = mask_strips(folder) if folder else []
-    epochs = ", ".join(caption for _, caption in strips if caption.startswith("epoch"))
-    return gr.update(value=mask_progression(strips), label=f"{MASKS_LABEL}: {epochs}" if epochs else MASKS_LABEL)
+    # The strips' own captions ("epoch 3") are drawn in English; the label names them in `lang`.
+    epochs = text("shell.list_separator", lang).join(text("epochs.snapshot", lang, epoch=caption.split()[-1])
+                                                     for _, caption in strips if caption.startswith("epoch"))
+    label = text("train.masks_epochs", lang, epochs=epochs) if epochs else text("train.masks", lang)
+    return gr.update(value=mask_progression(strips), label=label)
 
 
 def build(ctx: Context) -> None:
     manager = JobManager(ctx.runs_dir)
     defaults = jobs.form_defaults(FIRST_PRESET)
-    gr.Markdown(INTRO)
+    data_roots = [ctx.data_root] if ctx.data_root else []  # a typed data root must lie inside these
+    ctx.localized(gr.Markdown, {"value": "train.intro"})
     with gr.Row(equal_height=False):
         with gr.Column(scale=2):
-            preset = gr.Dropdown(list(PRESETS), value=FIRST_PRESET, label="Preset (fills in the fields below)")
-            name = gr.Textbox(label="Run name", placeholder="empty: preset and time", max_length=64)
+            preset = ctx.localized(gr.Dropdown, {"label": "train.preset"}, choices=list(PRESETS), value=FIRST_PRESET)
+            name = ctx.localized(gr.Textbox, {"label": "train.run_name", "placeholder": "train.run_name_placeholder"},
+                                 max_length=64)
+
+            def number(field: str, **kwargs) -> gr.Number:
+                return ctx.localized(gr.Number, {"label": f"train.{field}"}, value=defaults[field], **kwargs)
+
             with gr.Row():
-                patch_size = gr.Number(defaults["patch_size"], precision=0, label="Patch size")
-                embed_dim = gr.Number(defaults["embed_dim"], precision=0, label="Width")
-                depth = gr.Number(defaults["depth"], precision=0, label="Depth (blocks)")
-                num_heads = gr.Number(defaults["num_heads"], precision=0, label="Heads")
+                patch_size = number("patch_size", precision=0)
+                embed_dim = number("embed_dim", precision=0)
+                depth = number("depth", precision=0)
+                num_heads = number("num_heads", precision=0)
             with gr.Row():
-                pos_embed = gr.Dropdown(list(jobs.KINDS), value=defaults["pos_embed"], label="Position embedding")
-                head = gr.Dropdown(list(jobs.HEADS), value=defaults["head"], label="Head")
+                pos_embed = ctx.localized(gr.Dropdown, {"label": "train.pos_embed"}, choices=list(jobs.KINDS),
+                                          value=defaults["pos_embed"])
+                head = ctx.localized(gr.Dropdown, {"label": "train.head"}, choices=list(jobs.HEADS),
+                                     value=defaults["head"])
             with gr.Row():
-                epochs = gr.Number(defaults["epochs"], precision=0, label="Epochs")
-                lr = gr.Number(defaults["lr"], label="Learning rate")
-                batch_size = gr.Number(defaults["batch_size"], precision=0, label="Batch size")
-            data_root = gr.Textbox(ctx.data_root or "", label="Data root (the folder that holds oxford-iiit-pet/)")
-            start_btn = gr.Button("Start training", variant="primary", elem_id="train-start")
-            gr.Markdown(device_note(manager.threads))
+                epochs = number("epochs", precision=0)
+                lr = number("lr")
+                batch_size = number("batch_size", precision=0)
+            data_root_texts = {"label": "train.data_root", "info": partial(data_root_note, data_roots)}
+            data_root = ctx.localized(gr.Textbox, data_root_texts, value=ctx.data_root or "",
+                                      interactive=bool(data_roots), elem_id="train-data-root")
+            start_btn = ctx.localized(gr.Button, {"value": "train.start"}, variant="primary", elem_id="train-start")
+            ctx.localized(gr.Markdown, {"value": partial(device_note, manager.threads)})
         with gr.Column(scale=3):
-            run = gr.Dropdown([], label=f"Run shown (from {manager.runs_dir})", elem_id="train-run")
+            run = ctx.localized(gr.Dropdown, {"label": lambda lang: text("train.run", lang, folder=manager.runs_dir)},
+                                choices=[], elem_id="train-run")
             status = gr.Markdown(elem_id="train-status")
             progress = gr.HTML()
             with gr.Row():
-                stop_btn = gr.Button("Stop", interactive=False, elem_id="train-stop")
-                resume_btn = gr.Button("Resume", interactive=False, elem_id="train-resume")
+                stop_btn = ctx.localized(gr.Button, {"value": "train.stop"}, interactive=False, elem_id="train-stop")
+                resume_btn = ctx.localized(gr.Button, {"value": "train.resume"}, interactive=False,
+                                           elem_id="train-resume")
             message = gr.Markdown(elem_id="train-message")
-    curves = gr.Plot(label="Curves", elem_id="train-curves")
-    masks = gr.Image(label=MASKS_LABEL, format="png", interactive=False, buttons=["download", "fullscreen"],
-                     elem_id="train-masks")
-    log = gr.Textbox(label="Last lines of train.log", lines=10, max_lines=10, interactive=False, elem_id="train-log")
-    table = gr.Dataframe(headers=RUNS_HEADERS, interactive=False, label="All runs, most recent first",
-                         elem_id="train-runs")
+    curves = ctx.localized(gr.Plot, {"label": "train.curves"}, elem_id="train-curves")
+    masks = ctx.localized(gr.Image, {"label": "train.masks"}, format="png", interactive=False,
+                          buttons=["download", "fullscreen"], elem_id="train-masks")
+    log = ctx.localized(gr.Textbox, {"label": "train.log"}, lines=10, max_lines=10, interactive=False,
+                        elem_id="train-log")
+    table = ctx.localized(gr.Dataframe, {"label": "train.table"}, headers=runs_headers(), interactive=False,
+                          elem_id="train-runs")
     seen = gr.State({})  # what this browser already shows: only changes are sent
     timer = gr.Timer(POLL_SECONDS)
 
@@ -101,7 +118,7 @@ def build(ctx: Context) -> None:
         values = jobs.form_defaults(preset_name)
         return [values[f] for f in field_names]
 
-    def poll(selected: str | None, shown: dict) -> list:
+    def poll(selected: str | None, shown: dict, lang: str = DEFAULT) -> list:
         """Everything the run folder says now, as updates for the components whose content changed
         since this browser's last poll (`shown` keeps a signature of what it shows)."""
         shown = dict(shown)
@@ -119,53 +136,60 @@ def build(ctx: Context) -> None:
             selected = next((s.name for s in statuses if s.alive), names[0] if names else None)
         current = next((s for s in statuses if s.name == selected), None)
         folder = current.folder if current else None
-        text, bars, rows = status_markdown(current), progress_html(current), runs_table(statuses)
+        line, bars, rows = status_markdown(current, lang), progress_html(current, lang), runs_table(statuses, lang)
         tail = jobs.log_tail(folder) if folder else ""
         can_stop, can_resume = bool(current and current.alive), bool(current and current.state in jobs.RESUMABLE)
-        metrics = file_signature(folder / "metrics.jsonl") if folder else None
-        strips = (str(folder), sorted(file_signature(p) for p in folder.glob("val_masks/*.png")) if folder else [])
+        # The pictures' texts are in `lang`, so a new language redraws them too.
+        metrics = (lang, file_signature(folder / "metrics.jsonl") if folder else None)
+        strips = (lang, str(folder),
+                  sorted(file_signature(p) for p in folder.glob("val_masks/*.png")) if folder else [])
         return [
             update("runs", (names, selected), lambda: gr.update(choices=names, value=selected)),
-            update("status", text, lambda: text),
+            update("status", line, lambda: line),
             update("progress", bars, lambda: bars),
             update("stop", can_stop, lambda: gr.update(interactive=can_stop)),
             update("resume", can_resume, lambda: gr.update(interactive=can_resume)),
-            update("curves", metrics, lambda: curves_figure(read_metrics(folder)) if folder else None),
-            update("masks", strips, lambda: masks_picture(folder)),
+            update("curves", metrics, lambda: curves_figure(read_metrics(folder), lang) if folder else None),
+            update("masks", strips, lambda: masks_picture(folder, lang)),
             update("log", tail, lambda: tail),
-            update("table", rows, lambda: rows),
+            update("table", (lang, rows), lambda: gr.update(value=rows, headers=runs_headers(lang))),
             shown,
         ]
 
     poll_outputs = [run, status, progress, stop_btn, resume_btn, curves, masks, log, table, seen]
 
-    def start(preset_name: str, run_name: str, root: str, *values) -> tuple:
+    # `lang` comes before the form's fields here, which vary in number.
+    def start(preset_name: str, run_name: str, root: str, lang: str, *values) -> tuple:
         try:
-            request = jobs.check_request(manager.runs_dir, preset_name, run_name, root, dict(zip(field_names, values)))
+            request = jobs.check_request(manager.runs_dir, preset_name, run_name, root, dict(zip(field_names, values)),
+                                         data_roots)
             started = manager.start(request)
         except JobError as e:
-            return f"⚠ {e}", gr.skip()
-        return f"Started **{started.name}**.", gr.update(choices=[s.name for s in manager.runs()], value=started.name)
+            return text("train.refused", lang, reason=e), gr.skip()
+        return (text("train.started", lang, name=started.name),
+                gr.update(choices=[s.name for s in manager.runs()], value=started.name))
 
-    def stop(selected: str | None) -> str:
+    def stop(selected: str | None, lang: str = DEFAULT) -> str:
         try:
             manager.stop(selected)
         except JobError as e:
-            return f"⚠ {e}"
-        return f"Asked **{selected}** to stop after its current step; it keeps its last finished epoch."
+            return text("train.refused", lang, reason=e)
+        return text("train.stopping", lang, name=selected)
 
-    def resume(selected: str | None) -> str:
+    def resume(selected: str | None, lang: str = DEFAULT) -> str:
         try:
             manager.resume(selected)
         except JobError as e:
-            return f"⚠ {e}"
-        return f"Resuming **{selected}** from its last finished epoch."
+            return text("train.refused", lang, reason=e)
+        return text("train.resuming", lang, name=selected)
 
     preset.input(fill_in, preset, fields)
     # Polling only reads files, so every browser may poll at once (concurrency_limit=None).
     quiet = dict(show_progress="hidden", concurrency_limit=None)
-    start_btn.click(start, [preset, name, data_root, *fields], [message, run]).then(poll, [run, seen], poll_outputs, **quiet)
-    stop_btn.click(stop, run, message).then(poll, [run, seen], poll_outputs, **quiet)
-    resume_btn.click(resume, run, message).then(poll, [run, seen], poll_outputs, **quiet)
-    run.input(poll, [run, seen], poll_outputs, **quiet)
-    timer.tick(poll, [run, seen], poll_outputs, **quiet)
+    poll_inputs = [run, seen, ctx.language]
+    start_btn.click(start, [preset, name, data_root, ctx.language, *fields], [message, run]).then(
+        poll, poll_inputs, poll_outputs, **quiet)
+    stop_btn.click(stop, [run, ctx.language], message).then(poll, poll_inputs, poll_outputs, **quiet)
+    resume_btn.click(resume, [run, ctx.language], message).then(poll, poll_inputs, poll_outputs, **quiet)
+    run.input(poll, poll_inputs, poll_outputs, **quiet)
+    timer.tick(poll, poll_inputs, poll_outputs, **quiet)

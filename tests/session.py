@@ -1,0 +1,75 @@
+"""One browser session of an app built in-process (no server): trigger a listener and the listeners
+chained after it (.then, .success) in order, as Gradio does, keeping what they return as the
+session's values. Enough to check which handlers run, and what they compute, for one user."""
+
+from typing import Any
+
+import gradio as gr
+from gradio.blocks import Block, BlockFunction
+
+
+class Session:
+    def __init__(self, demo: gr.Blocks):
+        self.demo = demo
+        self.values: dict[int, Any] = {}  # block id → the value last sent to it in this session
+
+    def value(self, block: Block) -> Any:
+        """The block's value in this session: the last one sent to it, else its initial value."""
+        return self.values.get(block._id, getattr(block, "value", None))
+
+    def set(self, block: Block, value: Any) -> None:
+        """What the user typed, picked or dropped into `block`."""
+        self.values[block._id] = value
+
+    def trigger(self, block: Block, event: str, event_data: gr.EventData | None = None) -> None:
+        """What the browser does when `event` happens on `block` (e.g. "upload", "select"):
+        run its listeners and everything chained after them."""
+        for block_fn in self.demo.fns.values():
+            if (block._id, event) in block_fn.targets:
+                self._run_chain(block_fn, event_data)
+
+    def select_tab(self, tabs: gr.Tabs, tab_id: str) -> None:
+        """Open the tab with this id, as a click on it does."""
+        ids = [child.id for child in tabs.children if isinstance(child, gr.Tab)]
+        self.trigger(tabs, "select", gr.SelectData(tabs, {"index": ids.index(tab_id), "value": None}))
+
+    def _run_chain(self, block_fn: BlockFunction, event_data: gr.EventData | None = None) -> None:
+        args = [self.value(block) for block in block_fn.inputs]
+        try:  # the event data comes first: the handlers here take it as their first parameter
+            result = block_fn.fn(*([event_data] if event_data else []), *args)
+        except gr.Error:
+            succeeded = False
+        else:
+            succeeded = True
+            self._store(block_fn.outputs, result)
+        for after in self.demo.fns.values():
+            if after.trigger_after == block_fn._id and (succeeded or not after.trigger_only_on_success):
+                self._run_chain(after)
+
+    def _store(self, outputs: list[Block], result: Any) -> None:
+        if len(outputs) == 1:
+            result = [result]
+        elif result == gr.skip():
+            result = [gr.skip()] * len(outputs)
+        for block, value in zip(outputs, result):
+            if isinstance(value, Block):  # a component returned for its properties, as gr.update
+                value = {**value.constructor_args, "__type__": "update"}
+            if isinstance(value, dict) and value.get("__type__") == "update":  # a skip, or new properties
+                if "value" in value:
+                    self.values[block._id] = value["value"]
+            else:
+                self.values[block._id] = value
+
+
+# --- the vitviz shell ------------------------------------------------------------------------------
+
+def tab_bar(demo: gr.Blocks) -> gr.Tabs:
+    return next(block for block in demo.blocks.values() if isinstance(block, gr.Tabs))
+
+
+def upload_photo(session: Session, path: str) -> None:
+    """Drop the file at `path` on the shell's upload box: the photo is read, analysed, and the tabs redraw."""
+    use_upload = next(f for f in session.demo.fns.values() if f.api_name == "use_upload")
+    upload = session.demo.blocks[use_upload.targets[0][0]]
+    session.set(upload, path)
+    session.trigger(upload, "upload")

@@ -1,0 +1,67 @@
+"""The guided-tour panel above the tabs: where the step is in the journey, its title, its text and
+its numbers for the current photo, and Back / Next. Opening the panel or moving to a step opens
+the tab that shows that step (the steps themselves are in vitviz/tour.py)."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gradio as gr
+
+from vitviz import tour
+from vitviz.checkpoint import list_snapshots
+from vitviz.i18n import DEFAULT
+from vitviz.ui.common import AnalysisKey, Context, Refresh
+
+# Bring the panel to the top of the window, so that the step's text and its tab's view are on screen together.
+SCROLL_TO_PANEL = "(...inputs) => { document.getElementById('tour').scrollIntoView({block: 'start'}); return inputs; }"
+
+
+@dataclass
+class Tour:
+    refresh: Refresh  # redraws the panel for a new photo or language
+    follow: Callable[[gr.Tabs, gr.State], list]  # follow(tabs, shown tab id) wires the steps → their events
+
+
+def build(ctx: Context) -> Tour:
+    step = gr.State(0)  # the index of the step shown, in tour.STEPS
+    with ctx.localized(gr.Accordion, {"label": "tour.panel"}, open=False, elem_id="tour") as accordion:
+        progress = gr.Markdown(tour.progress_markdown(0, DEFAULT), elem_id="tour-progress")
+        explanation = gr.Markdown(tour.step_markdown(0, DEFAULT, None), elem_id="tour-step")
+        with gr.Row():
+            back = ctx.localized(gr.Button, {"value": "tour.back"}, interactive=False, elem_id="tour-back")
+            forward = ctx.localized(gr.Button, {"value": "tour.next"}, variant="primary", elem_id="tour-next")
+    panel_outputs = [progress, explanation, back, forward]
+
+    def panel(key: AnalysisKey | None, index: int, lang: str = DEFAULT) -> tuple:
+        """The panel for step `index`: progress, text (with the photo's numbers when there is a
+        photo), and Back / Next, each usable only where there is a step to go to."""
+        analysis = ctx.analysis_for(key, lang)
+        numbers = None
+        if analysis is not None:
+            model = ctx.cache.model(key.checkpoint, key.epoch)  # loaded for the analysis: a cache hit
+            numbers = tour.facts(analysis, model.cfg, list_snapshots(key.checkpoint), lang)
+        return (tour.progress_markdown(index, lang), tour.step_markdown(index, lang, numbers),
+                gr.update(interactive=index > 0), gr.update(interactive=index < len(tour.STEPS) - 1))
+
+    def go_to(key: AnalysisKey | None, index: int, lang: str) -> tuple:
+        """(step, panel…, the step's tab selected, that tab's id for the shell's `shown_tab`)."""
+        index = tour.clamp(index)
+        tab = tour.STEPS[index].tab
+        return index, *panel(key, index, lang), gr.Tabs(selected=tab), tab
+
+    def show_step(key: AnalysisKey | None, index: int, lang: str = DEFAULT) -> tuple:
+        return go_to(key, index, lang)
+
+    def step_back(key: AnalysisKey | None, index: int, lang: str = DEFAULT) -> tuple:
+        return go_to(key, index - 1, lang)
+
+    def step_next(key: AnalysisKey | None, index: int, lang: str = DEFAULT) -> tuple:
+        return go_to(key, index + 1, lang)
+
+    def follow(tabs: gr.Tabs, shown_tab: gr.State) -> list:
+        inputs, outputs = [ctx.analysis, step, ctx.language], [step, *panel_outputs, tabs, shown_tab]
+        return [accordion.expand(show_step, inputs, outputs),
+                back.click(step_back, inputs, outputs, js=SCROLL_TO_PANEL),
+                forward.click(step_next, inputs, outputs, js=SCROLL_TO_PANEL)]
+
+    return Tour(Refresh(panel, [step, ctx.language], panel_outputs), follow)
