@@ -225,6 +225,8 @@ def test_tile_and_distance_pictures():
     assert sheet.dtype == np.uint8 and sheet.shape[1] == 4 * 36 + 6
     distances = torch.tensor([[10.0, 20.0], [30.0, 40.0], [50.0, 60.0]])
     assert len(am.distance_figure(distances).data) == 2  # one trace per head
+    chinese = am.distance_figure(distances, "zh")
+    assert chinese.layout.xaxis.title.text == "层" and chinese.data[1].name == "注意力头 2"
 
 
 def test_fit_photo_only_shrinks():

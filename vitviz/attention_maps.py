@@ -18,6 +18,8 @@ import plotly.graph_objects as go
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from vitviz.i18n import DEFAULT, text
+
 Direction = Literal["query", "key"]
 Scale = Literal["local", "global"]
 
@@ -320,16 +322,18 @@ def tile(images: Sequence[np.ndarray], labels: Sequence[str], columns: int, gap:
     return np.asarray(sheet)
 
 
-def distance_figure(distances: torch.Tensor) -> go.Figure:
+def distance_figure(distances: torch.Tensor, lang: str = DEFAULT) -> go.Figure:
     """Plotly scatter of mean attention distance: x = layer, y = pixels, one dot per head."""
     layers, heads = distances.shape
     figure = go.Figure()
     for head in range(heads):
         figure.add_trace(go.Scatter(
-            x=list(range(1, layers + 1)), y=distances[:, head].tolist(), mode="markers", name=f"head {head + 1}",
+            x=list(range(1, layers + 1)), y=distances[:, head].tolist(), mode="markers",
+            name=text("attention.chart.head", lang, head=head + 1),
             marker=dict(size=10, color="rgb({},{},{})".format(*HEAD_COLOURS[head % len(HEAD_COLOURS)])),
-            hovertemplate="layer %{x}, " + f"head {head + 1}" + ": %{y:.1f} px<extra></extra>"))
-    figure.update_layout(xaxis_title="layer", yaxis_title="mean attention distance (pixels)",
+            hovertemplate=text("attention.chart.hover", lang, head=head + 1) + "<extra></extra>"))
+    figure.update_layout(xaxis_title=text("attention.chart.layer", lang),
+                         yaxis_title=text("attention.chart.distance", lang),
                          xaxis=dict(tickmode="linear", dtick=1), yaxis=dict(rangemode="tozero"),
                          margin=dict(l=60, r=20, t=30, b=50), height=380)
     return figure

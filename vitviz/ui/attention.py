@@ -92,7 +92,7 @@ def build(ctx: Context) -> Refresh:
         views = patch_views(analysis, patch_in_grid(patch_, analysis.grid), layer_, direction_, scale_, lang)
         # A Gradio slider needs minimum < maximum, so a one-layer model gets a locked 1…2 slider.
         layer_slider = gr.Slider(minimum=1, maximum=max(depth, 2), value=layer_, interactive=depth > 1)
-        return [*views, layer_slider, distance_figure(distances)]
+        return [*views, layer_slider, distance_figure(distances, lang)]
 
     def on_save(key: AnalysisKey | None, patch_: int | None, layer_: int, direction_: str, scale_: str,
                 lang: str = DEFAULT):
