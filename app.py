@@ -4,8 +4,8 @@
     python app.py --checkpoint runs/seed-small --data-root /path/to/data
 
 The shell holds the photo, checkpoint and epoch pickers. Whenever one of them changes it runs the
-model once (cached), stores the new `AnalysisKey` in `ctx.analysis` and asks every tab to redraw.
-A lazy tab (Epochs: one forward pass per snapshot) redraws only while it is shown, or when opened.
+model once (cached) and stores the new `AnalysisKey` in `ctx.analysis`; then the tab on screen
+redraws, and each other tab redraws when it is opened (`only_when_shown`).
 The header holds the language picker (it re-labels every localized component, then redraws the
 tabs in the new language) and the presenter-mode switch; the guided tour sits above the tabs.
 """
@@ -24,7 +24,7 @@ from vitviz.inference import Analysis, ModelCache
 from vitviz.photos import MAX_BYTES, PhotoError, load_photo_rgb
 from vitviz.attention_maps import fit_photo
 from vitviz.ui import attention, epochs, journey, positions, segment, tour, train_tab
-from vitviz.ui.common import AnalysisKey, Context, PhotoStore, Refresh, only_when_shown
+from vitviz.ui.common import AnalysisKey, Context, PhotoStore, Refresh, as_one, only_when_shown
 
 TABS = (segment, journey, positions, attention, epochs)  # a tab's title is the text "shell.tab_<its id>"
 # System fonts only: the default themes would fetch Google Fonts, and a classroom may be offline.
@@ -137,7 +137,8 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
         choices = [pickers[0]["choices"], pickers[1]["choices"]]
         return (gr.skip(), gr.skip(), shown) if choices == shown else (*pickers, choices)
 
-    with gr.Blocks(title="vitviz", analytics_enabled=False) as demo:
+    # Every click writes its pictures into Gradio's file cache: files older than an hour go, every 10 minutes.
+    with gr.Blocks(title="vitviz", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
         ctx.analysis = gr.State(None)
         photo_id = gr.State(None)
         with gr.Row(equal_height=False):
@@ -168,29 +169,28 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
         ctx.localized(gr.Markdown, {"value": notes_text}, visible=bool(notes))
 
         guide = tour.build(ctx)
-        shown_tab = gr.State(tab_id(TABS[0]))  # the tab on screen: lazy tabs draw only there
-        refreshes = []
+        shown_tab = gr.State(tab_id(TABS[0]))  # the tab on screen: tabs draw only there
+        tab_refreshes = []
         with gr.Tabs() as tab_bar:
             for module in TABS:
                 with ctx.localized(gr.Tab, {"label": f"shell.tab_{tab_id(module)}"}, id=tab_id(module)):
-                    refresh = module.build(ctx)
-                    # Inside the tab: a lazy tab's State placed between two tabs would shift the later
-                    # tabs' order in the browser (the Train tab showed up twice).
-                    refreshes.append(only_when_shown(refresh, tab_id(module), shown_tab) if refresh.lazy else refresh)
+                    # Inside the tab: the State that only_when_shown adds, placed between two tabs,
+                    # would shift the later tabs' order in the browser (the Train tab showed up twice).
+                    tab_refreshes.append(only_when_shown(module.build(ctx), tab_id(module), shown_tab))
             # Train starts and watches training jobs; it does not redraw for the photo.
             with ctx.localized(gr.Tab, {"label": "shell.tab_train_tab"}, id=tab_id(train_tab)):
                 train_tab.build(ctx)
         tab_ids = [tab_id(module) for module in TABS] + [tab_id(train_tab)]
-        refreshes.append(guide.refresh)  # the tour quotes the photo's numbers: redrawn after the tabs
+        draw_tabs = as_one(tab_refreshes)
+        redraw = as_one([*tab_refreshes, guide.refresh])  # the tour quotes the photo's numbers: redrawn too
 
         def note_shown_tab(evt: gr.SelectData) -> str:
             return tab_ids[evt.index]
 
         analyse_io = ([photo_id, checkpoint_dd, epoch_dd, ctx.language], [ctx.analysis, status, preview])
 
-        def redraw_tabs_after(event, tabs: list[Refresh] = refreshes) -> None:
-            for r in tabs:
-                event = event.then(r.fn, [ctx.analysis, *r.inputs], r.outputs)
+        def redraw_tabs_after(event, refresh: Refresh = redraw) -> None:
+            event.then(refresh.fn, [ctx.analysis, *refresh.inputs], refresh.outputs)
 
         redraw_tabs_after(upload.upload(use_upload, [upload, ctx.language], photo_id).success(analyse, *analyse_io))
         redraw_tabs_after(gallery.select(pick_example, ctx.language, [photo_id, upload]).success(analyse, *analyse_io))
@@ -206,12 +206,12 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
                           .then(analyse, *analyse_io))
         demo.load(language_from_browser, browser_language, ctx.language, js="() => navigator.language")
         presenter.change(None, presenter, None, js=PRESENTER_JS)
-        # A tour step opens its tab, which then draws if it is a lazy one.
+        # A tour step opens its tab, which then draws.
         for step_event in guide.follow(tab_bar, shown_tab):
-            redraw_tabs_after(step_event, [r for r in refreshes if r.lazy])
-        # Opening a lazy tab draws it, if the photo, checkpoint or epoch changed since its last drawing.
+            redraw_tabs_after(step_event, draw_tabs)
+        # Opening a tab draws it, if the photo, checkpoint or epoch changed since its last drawing.
         redraw_tabs_after(tab_bar.select(note_shown_tab, None, shown_tab, show_progress="hidden", concurrency_limit=None),
-                          [r for r in refreshes if r.lazy])
+                          draw_tabs)
         rescan_btn.click(rescan, [checkpoint_dd, ctx.language], [checkpoint_dd, epoch_dd])
         # The same rescan every few seconds, so the runs and snapshots of a training job appear by
         # themselves; the pickers are only sent when their choices changed.

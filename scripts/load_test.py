@@ -6,17 +6,19 @@
 
 Each user is a thread with its own Gradio session. It uploads its own photo (a bundled example,
 cropped and tinted differently per upload, so the model really runs) and then does what a browser
-does after an upload: runs the analysis and redraws the tabs (the Epochs tab, never opened, skips its
-redraw). Then it clicks random patches on the Attention and Position-embedding photos, pausing
-like a person between clicks, and uploads a new photo after every `--clicks` clicks. It stops
-after `--duration` seconds or `--max-requests` requests, whichever comes first, and prints the
-requests, the errors, p50/p95 latency per kind of request, and (when it started the server) the
-server's memory over the run.
+does after an upload: runs the analysis and the redraw chain (only the tab on screen draws). Then
+it opens the Attention and the Position-embeddings tabs in turn (each draws for the new photo when
+opened) and clicks random patches on the tab's photo, pausing like a person between clicks; it
+uploads a new photo after every `--clicks` clicks. It stops after `--duration` seconds or
+`--max-requests` requests, whichever comes first, and prints the requests, the errors, p50/p95
+latency per kind of request, and (when it started the server) the server's memory over the run.
 """
 
 import argparse
 import contextlib
+import json
 import random
+import secrets
 import sys
 import tempfile
 import threading
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from gradio_client import Client, handle_file
+import httpx
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,6 +39,7 @@ EXAMPLES = sorted((REPO / "vitviz" / "examples").glob("*.[jp][pn]g"))
 CLICKABLE_PHOTO = "Photo — click a patch"  # the label of the Attention and Position-embeddings photos
 CLICK_INPUTS = {"attention click": (1, "query", "local", "en"),  # layer, direction, colour scale, language
                 "positions click": ("fixed", "en")}  # colour range, language
+CLICKED_TAB = {"attention click": "attention", "positions click": "positions"}  # the tab (its id) of each click
 REQUEST_TIMEOUT_S = 60
 
 
@@ -94,33 +97,85 @@ class Listeners:
 
     upload: int
     analyse: int
-    tab_redraws: list[int]  # what the browser runs after the analysis of an upload
+    redraws: list[int]  # what the browser runs after the analysis of an upload
+    tab_select: int  # a click on a tab's title
+    tab_draws: list[int]  # what the browser runs after it
+    tab_index: dict[str, int]  # "attention click" / "positions click" → the position of its tab in the bar
     clicks: dict[str, int]  # "attention click" / "positions click" → its .select listener
 
     @classmethod
     def of(cls, config: dict) -> "Listeners":
-        deps = config["dependencies"]
+        deps, components = config["dependencies"], config["components"]
         by_name = {d["api_name"]: d["id"] for d in deps}
-        after = [d for d in deps if d["id"] > by_name["analyse"]]
-        chain_end = next((i for i, d in enumerate(after) if d["targets"][0][1] != "then"), len(after))
-        redraws = [d["id"] for d in after[:chain_end]]
-        photos = {c["id"] for c in config["components"] if c.get("props", {}).get("label") == CLICKABLE_PHOTO}
+        tab_bar = next(c["id"] for c in components if c["type"] == "tabs")
+        tab_select = next(d["id"] for d in deps if d["targets"][0] == [tab_bar, "select"])
+        tab_ids = [c["props"].get("id") for c in components if c["type"] == "tabitem"]
+        photos = {c["id"] for c in components if c.get("props", {}).get("label") == CLICKABLE_PHOTO}
         on_photo = {len(d["inputs"]): d["id"] for d in deps if d["targets"][0] in ([i, "select"] for i in photos)}
         clicks = {kind: on_photo[1 + len(inputs)] for kind, inputs in CLICK_INPUTS.items()}  # + the analysis State
-        return cls(by_name["use_upload"], by_name["analyse"], redraws, clicks)
+        return cls(by_name["use_upload"], by_name["analyse"], chain(deps, by_name["analyse"]), tab_select,
+                   chain(deps, tab_select), {kind: tab_ids.index(tab) for kind, tab in CLICKED_TAB.items()}, clicks)
 
 
-def call(client: Client, fn_index: int, *inputs):
-    """Run listener `fn_index` with `inputs` (the session's State values are the server's own)."""
-    return client.submit(*inputs, fn_index=fn_index).result(timeout=REQUEST_TIMEOUT_S)
+def chain(deps: list[dict], first: int) -> list[int]:
+    """The ids of the `.then` listeners that run after listener `first`, in order."""
+    after = [d for d in deps if d["id"] > first]
+    end = next((i for i, d in enumerate(after) if d["targets"][0][1] != "then"), len(after))
+    return [d["id"] for d in after[:end]]
 
 
-def click(client: Client, fn_index: int, x: int, y: int, *inputs):
-    """Click at (x, y) on the image of `.select` listener `fn_index`, as a browser does
-    (gradio_client's `predict` and `submit` cannot send a click's event data)."""
-    run = client.endpoints[fn_index].make_end_to_end_fn(client.new_helper(fn_index))
-    event_data = {"index": [x, y], "value": None, "selected": True}
-    return client.executor.submit(run, *inputs, event_data=event_data).result(timeout=REQUEST_TIMEOUT_S)
+class Session:
+    """One browser tab's traffic to a Gradio app, over one keep-alive HTTP connection: the queue
+    protocol a browser speaks (join an event, read its result from the session's event stream).
+    gradio_client opens a new HTTP client (with its TLS context) per request and a heartbeat
+    stream per session: on a 2-core machine, 20 of them took nearly a core from the server they
+    were measuring."""
+
+    def __init__(self, url: str):
+        self.http = httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S)
+        self.config = self.http.get("config").raise_for_status().json()
+        self.api = self.config.get("api_prefix", "/gradio_api").rstrip("/")
+        self.session_hash = secrets.token_hex(8)
+        self.types = {c["id"]: c["type"] for c in self.config["components"]}
+        self.defaults = {c["id"]: c.get("props", {}).get("value") for c in self.config["components"]}
+        self.deps = {d["id"]: d for d in self.config["dependencies"]}
+
+    def upload(self, path: Path) -> dict:
+        """Upload a file as a browser does; its FileData for a listener's input."""
+        with path.open("rb") as f:
+            response = self.http.post(f"{self.api}/upload", files=[("files", (path.name, f))])
+        return {"path": response.raise_for_status().json()[0], "orig_name": path.name,
+                "meta": {"_type": "gradio.FileData"}}
+
+    def run(self, fn_index: int, *values, event_data: dict | None = None) -> list:
+        """Run listener `fn_index`: `values` fill its inputs in order, skipping State inputs (their
+        values live on the server); inputs left over send their initial value, as an untouched
+        widget does. Returns the outputs, or raises with the server's message."""
+        given = iter(values)
+        data = [None if self.types[i] == "state" else next(given, self.defaults[i])
+                for i in self.deps[fn_index]["inputs"]]
+        joined = self.http.post(f"{self.api}/queue/join", json={
+            "data": data, "event_data": event_data, "fn_index": fn_index,
+            "trigger_id": self.deps[fn_index]["targets"][0][0], "session_hash": self.session_hash})
+        if joined.status_code == 503:
+            raise RuntimeError("queue full")
+        event_id = joined.raise_for_status().json()["event_id"]
+        with self.http.stream("GET", f"{self.api}/queue/data", params={"session_hash": self.session_hash}) as stream:
+            for line in stream.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                message = json.loads(line[5:])
+                if message["msg"] == "close_stream":
+                    break
+                if message.get("event_id") == event_id and message["msg"] == "process_completed":
+                    if not message.get("success"):
+                        raise RuntimeError(message.get("output", {}).get("error") or "failed")
+                    return message["output"]["data"]
+        raise RuntimeError("the event stream closed before the result")
+
+    def select(self, fn_index: int, index, *values) -> list:
+        """Select `index` (a tab's position, or [x, y] on an image) for `.select` listener `fn_index`."""
+        return self.run(fn_index, *values, event_data={"index": index, "value": None, "selected": True})
 
 
 def timed(results: Results, kind: str, request: Callable[[], object]) -> bool:
@@ -141,8 +196,8 @@ def user(url: str, checkpoint: str, index: int, start_at: float, stop_at: float,
     rng = random.Random(index)
     time.sleep(max(0.0, start_at - time.time()))
     try:
-        client = Client(url, verbose=False, download_files=False)
-        listeners = Listeners.of(client.config)
+        session = Session(url)
+        listeners = Listeners.of(session.config)
     except Exception as e:
         results.record("connect", None, f"{type(e).__name__}: {e}")
         return
@@ -152,26 +207,33 @@ def user(url: str, checkpoint: str, index: int, start_at: float, stop_at: float,
 
     while running():
         photo = make_photo(rng, folder)
-        uploaded = (timed(results, "upload", lambda: call(client, listeners.upload, handle_file(photo)))
-                    and timed(results, "analyse", lambda: call(client, listeners.analyse, checkpoint, "final")))
+        uploaded = (timed(results, "upload", lambda: session.run(listeners.upload, session.upload(photo)))
+                    and timed(results, "analyse", lambda: session.run(listeners.analyse, checkpoint, "final")))
         photo.unlink()
         if not uploaded:
             continue
-        for redraw in listeners.tab_redraws:
+        for redraw in listeners.redraws:
             if running():
-                timed(results, "tab redraw", lambda: call(client, redraw))
-        for _ in range(clicks_per_photo):
+                timed(results, "tab redraw", lambda: session.run(redraw))
+        for kind in rng.sample(list(CLICK_INPUTS), len(CLICK_INPUTS)):  # both tabs, in a random order
             time.sleep(rng.uniform(0.5, 1.5) * think_s)
             if not running():
                 break
-            kind = rng.choice(list(CLICK_INPUTS))
-            x, y = rng.randrange(200), rng.randrange(200)  # the shown photos are at least 200 px a side
-            timed(results, kind, lambda: click(client, listeners.clicks[kind], x, y, *CLICK_INPUTS[kind]))
+            timed(results, "tab open", lambda: session.select(listeners.tab_select, listeners.tab_index[kind]))
+            for draw in listeners.tab_draws:
+                if running():
+                    timed(results, "tab redraw", lambda: session.run(draw))
+            for _ in range(clicks_per_photo // len(CLICK_INPUTS)):
+                time.sleep(rng.uniform(0.5, 1.5) * think_s)
+                if not running():
+                    break
+                x, y = rng.randrange(200), rng.randrange(200)  # the shown photos are at least 200 px a side
+                timed(results, kind, lambda: session.select(listeners.clicks[kind], [x, y], *CLICK_INPUTS[kind]))
 
 
-def client_checkpoint(client: Client) -> str:
+def client_checkpoint(config: dict) -> str:
     """The value of the app's checkpoint picker (its first checkpoint) as the server sent it."""
-    dropdown = next(c for c in client.config["components"] if c.get("props", {}).get("label") == "Checkpoint")
+    dropdown = next(c for c in config["components"] if c.get("props", {}).get("label") == "Checkpoint")
     return dropdown["props"]["value"]
 
 
@@ -215,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             server = stack.enter_context(running_app(*app_args, log=folder / "server.log"))
             url = server.url
             print(f"started app.py (pid {server.process.pid}) at {url}")
-        checkpoint = client_checkpoint(Client(url, verbose=False, download_files=False))
+        checkpoint = client_checkpoint(Session(url).config)
         print(f"{args.users} users for {args.duration:.0f} s on {checkpoint}, think time {args.think} s")
         results, memory = Results(), []
         start = time.time()

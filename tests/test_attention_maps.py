@@ -1,6 +1,8 @@
 """Attention views: slices, rollout, mean distance, clicks and the attention tab, on hand-made
 tensors and on real traced forward passes of the tiny checkpoints."""
 
+from pathlib import Path
+
 import gradio as gr
 import numpy as np
 import pytest
@@ -262,7 +264,7 @@ def test_attention_tab_builds_and_refreshes(which, request):
     assert len(out[-1].data) == 2  # the distance chart: one trace per head
     class_note, class_map = out[6], out[7]
     assert ("no class token" in class_note) == (which == "tiny_checkpoint")
-    assert class_map.visible == (which == "tiny_class_checkpoint")  # no empty box without a class token
+    assert class_map["visible"] == (which == "tiny_class_checkpoint")  # no empty box without a class token
 
     on_click = _handler(demo, "on_click")
     clicked = on_click(key, 2, "key", "global", gr.SelectData(None, {"index": [60, 0], "value": None}))
@@ -336,11 +338,12 @@ def test_the_png_button_saves_the_pictures_on_screen(tiny_checkpoint):
     demo, ctx, refresh = _tab(tiny_checkpoint)
     key = AnalysisKey(ctx.photos.put(_photo()), str(tiny_checkpoint), None)
     out = refresh.fn(key, *[c.value for c in refresh.inputs])
-    assert out[8].visible is False  # no stale PNG list next to a new photo
+    assert out[8]["visible"] is False  # no stale PNG list next to a new photo
     files = _handler(demo, "on_save")(key, 3, 2, "query", "local")
-    assert files.visible and len(files.value) == 4  # photo, heads, layers × heads, rollout
-    assert [f["orig_name"] for f in files.value][1] == "attention-patch3-layer2-query-local-heads.png"
-    with Image.open(files.value[1]["path"]) as heads:
+    paths = files["value"]
+    assert files["visible"] and len(paths) == 4  # photo, heads, layers × heads, rollout
+    assert Path(paths[1]).name == "attention-patch3-layer2-query-local-heads.png"
+    with Image.open(paths[1]) as heads:
         assert heads.format == "PNG"
         expected = attention_tab.attention_pictures(ctx.analysis_for(key), 3, 2, "query", "local").heads
         assert np.array_equal(np.asarray(heads), expected)

@@ -435,6 +435,17 @@ def test_the_model_cache_keeps_every_snapshot_of_a_small_run_and_respects_its_bu
     assert len(loads) == 6
 
 
+def test_the_analysis_cache_respects_its_memory_budget(tiny_checkpoint):
+    photos = [np.full((40, 40, 3), value, np.uint8) for value in (10, 20, 30)]
+    one = ModelCache().analysis(photos[0], tiny_checkpoint)
+    assert one.nbytes > sum(a.numel() * a.element_size() for a in one.trace.attentions) > 0
+    cache = ModelCache(max_analysis_bytes=one.nbytes * 5 // 2)  # room for two analyses of this size
+    kept = [cache.analysis(photo, tiny_checkpoint) for photo in photos]
+    assert cache.analysis(photos[2], tiny_checkpoint) is kept[2]
+    assert cache.analysis(photos[1], tiny_checkpoint) is kept[1]
+    assert cache.analysis(photos[0], tiny_checkpoint) is not kept[0]  # the oldest went: computed again
+
+
 def test_the_load_script_runs_two_users_for_a_few_requests(tiny_checkpoint, capsys):
     spec = importlib.util.spec_from_file_location("load_test", Path(__file__).parents[1] / "scripts" / "load_test.py")
     load_test = importlib.util.module_from_spec(spec)
@@ -444,7 +455,7 @@ def test_the_load_script_runs_two_users_for_a_few_requests(tiny_checkpoint, caps
                            "--max-requests", "40", "--ramp", "0", "--think", "0.2", "--clicks", "5"])
     out = capsys.readouterr().out
     assert code == 0 and ", 0 errors" in out, out
-    assert "attention click" in out and "tab redraw" in out and "server RSS" in out
+    assert "attention click" in out and "tab open" in out and "tab redraw" in out and "server RSS" in out
 
 
 def test_no_code_unpickles_anything():

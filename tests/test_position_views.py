@@ -146,6 +146,11 @@ def test_positions_tab_builds_refreshes_and_clicks(which, request):
     learned_map = out[3]
     assert (learned_map is None) == (which == "tiny_class_checkpoint")
     assert out[4].shape == out[5].shape == (256, 256, 3)  # 1D and 2D similarity maps, 4x4 grid
+    # A new photo of the same model: only the clicked-patch views are sent again.
+    drawn = inputs[:3] + [out[-1]] + inputs[4:]
+    again = refresh.fn(AnalysisKey(ctx.photos.put(photo[::-1].copy()), str(checkpoint), None), *drawn)
+    assert again[1].shape == out[1].shape and again[-1] == out[-1]
+    assert all(update == gr.skip() for update in again[6:-1])
 
     handlers = [f.fn for f in demo.fns.values() if f.fn is not None and f.fn.__name__ == "on_click"]
     assert len(handlers) == 4  # the photo and the three similarity maps

@@ -47,6 +47,14 @@ class Analysis:
             self._fitted[max_side] = fit_photo(self.photo, max_side)
         return self._fitted[max_side]
 
+    @property
+    def nbytes(self) -> int:
+        """Memory it holds. The traced attention maps dominate: layers × heads × tokens² floats
+        (9 MB for the default model, 22 MB for the article's)."""
+        tensors = [self.image, self.probs, *(stage.tensor for stage in self.trace.stages), *self.trace.attentions]
+        return (self.photo.nbytes + sum(fitted.nbytes for fitted in self._fitted.values()) +
+                sum(t.numel() * t.element_size() for t in tensors))
+
     @cached_property
     def rollout(self) -> torch.Tensor:
         """(T, T) attention rollout of this forward pass: the same for every click, so computed once."""
@@ -92,12 +100,14 @@ class ModelCache:
 
     Models are bounded by their memory, not their number: a run's ten snapshots of a small model
     all fit (the Epochs view runs every one of them for each photo), the 86M-parameter model a few
-    times. The most recently used model always stays, whatever its size."""
+    times. Analyses are bounded by both: 512 MB keeps the current photo of some 30 users of the
+    default model. The most recently used model and analysis always stay, whatever their size."""
 
-    def __init__(self, max_model_bytes: int = 1 << 30, max_analyses: int = 64):
+    def __init__(self, max_model_bytes: int = 1 << 30, max_analyses: int = 64, max_analysis_bytes: int = 512 << 20):
         self._models: OrderedDict = OrderedDict()
         self._analyses: OrderedDict = OrderedDict()
         self._max_model_bytes, self._max_analyses = max_model_bytes, max_analyses
+        self._max_analysis_bytes = max_analysis_bytes
         self._lock = threading.Lock()
 
     def model(self, folder: str | Path, epoch: int | None = None) -> SegmentationViT:
@@ -123,6 +133,7 @@ class ModelCache:
         result = analyse(self.model(folder, epoch), photo, labels)
         with self._lock:
             self._analyses[key] = result
-            while len(self._analyses) > self._max_analyses:
+            while len(self._analyses) > 1 and (len(self._analyses) > self._max_analyses or sum(
+                    a.nbytes for a in self._analyses.values()) > self._max_analysis_bytes):
                 self._analyses.popitem(last=False)
         return result

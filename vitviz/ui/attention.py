@@ -84,14 +84,14 @@ def build(ctx: Context) -> Refresh:
         analysis = load_analysis(ctx, key, warn=False, lang=lang)
         if analysis is None:
             return [None, None, text("attention.no_photo", lang), None, None, None, "", None,
-                    gr.File(value=None, visible=False), gr.skip(), None]
+                    gr.update(value=None, visible=False), gr.skip(), None]
         depth = len(analysis.trace.attentions)
         layer_ = min(max(int(layer_), 1), depth)
         distances = mean_attention_distance(analysis.trace.attentions, analysis.grid, analysis.patch_size,
                                             analysis.has_class_token)
         views = patch_views(analysis, patch_in_grid(patch_, analysis.grid), layer_, direction_, scale_, lang)
         # A Gradio slider needs minimum < maximum, so a one-layer model gets a locked 1…2 slider.
-        layer_slider = gr.Slider(minimum=1, maximum=max(depth, 2), value=layer_, interactive=depth > 1)
+        layer_slider = gr.update(minimum=1, maximum=max(depth, 2), value=layer_, interactive=depth > 1)
         return [*views, layer_slider, distance_figure(distances, lang)]
 
     def on_save(key: AnalysisKey | None, patch_: int | None, layer_: int, direction_: str, scale_: str,
@@ -104,7 +104,7 @@ def build(ctx: Context) -> Refresh:
         layer_ = min(max(int(layer_), 1), len(analysis.trace.attentions))
         pictures = attention_pictures(analysis, clicked, layer_, direction_, scale_)
         stem = f"attention-patch{clicked}-layer{layer_}-{direction_}-{scale_}"
-        return gr.File(value=[str(p) for p in save_pngs(pictures.named(stem))], visible=True, interactive=False)
+        return gr.update(value=[str(p) for p in save_pngs(pictures.named(stem))], visible=True)
 
     photo.select(on_click, [ctx.analysis, *controls, ctx.language], patch_outputs)
     save.click(on_save, [ctx.analysis, patch, *controls, ctx.language], saved)
@@ -131,9 +131,10 @@ def patch_views(analysis: Analysis, patch: int, layer: int, direction: str, scal
     status = text("attention.status", lang, patch=patch, row=row + 1, col=col + 1, rows=rows, cols=cols, reads=reads,
                   layer=layer, depth=depth, uniform=uniform_attention_distance(grid, analysis.patch_size))
     # A model without a class token has nothing to draw there: hide the box rather than leave it empty.
-    # PNG files saved for an earlier patch no longer match the pictures: hide them too.
+    # PNG files saved for an earlier patch no longer match the pictures: hide them too. (gr.update,
+    # not a new gr.Image: a component returned from a handler makes Gradio rebuild its config.)
     return [patch, pictures.photo, status, pictures.heads, pictures.overview, pictures.rollout, class_note,
-            gr.Image(value=pictures.class_token, visible=has_cls), gr.File(value=None, visible=False)]
+            gr.update(value=pictures.class_token, visible=has_cls), gr.update(value=None, visible=False)]
 
 
 def figure(label: str, elem_id: str | None = None, fast: bool = False) -> gr.Image:

@@ -1,12 +1,14 @@
 """What the app shell shares with every tab.
 
 The shell owns the photo upload, the checkpoint and epoch pickers, and one `gr.State` holding an
-`AnalysisKey`. Whenever that key changes (new photo, checkpoint or epoch), the shell calls each
-tab's `Refresh` once; a tab never runs the model itself, it reads `ctx.analysis_for(key)`, which
-is served from the cache (one forward pass per photo, checkpoint and epoch).
+`AnalysisKey`. Whenever that key changes (new photo, checkpoint or epoch), the shell offers each
+tab's `Refresh` the new key; a tab never runs the model itself, it reads `ctx.analysis_for(key)`,
+which is served from the cache (one forward pass per photo, checkpoint and epoch).
 
-A tab module exposes `build(ctx: Context) -> Refresh`, called inside its `gr.Tab`. A tab that
-is costly to draw marks its Refresh `lazy`; the shell then draws it only while it is shown.
+A tab module exposes `build(ctx: Context) -> Refresh`, called inside its `gr.Tab`. The shell
+wraps every tab's Refresh with `only_when_shown`: a tab draws while it is on screen, or when it
+is opened, never in the background. A new photo then costs the drawing of one tab, not five: on
+a 2-core server shared by a classroom that is the difference between a queue and none.
 
 Languages: the shell's language picker is `ctx.language`. A component whose label or text the
 picker must change is made with `ctx.localized(...)`; the picker's change event sends every such
@@ -50,28 +52,39 @@ class AnalysisKey:
 
 @dataclass
 class Refresh:
-    """How the shell updates a tab after a new analysis: fn(key, *inputs) -> outputs. A `lazy` tab
-    (one that runs the model again, e.g. once per snapshot) is drawn only while it is shown: see
-    `only_when_shown`."""
+    """How the shell updates a tab after a new analysis: fn(key, *inputs) -> outputs."""
 
     fn: Callable
     inputs: list = field(default_factory=list)
     outputs: list = field(default_factory=list)
-    lazy: bool = False
 
 
 def only_when_shown(refresh: Refresh, tab_id: str, shown_tab: gr.State) -> Refresh:
     """`refresh` made to draw only while tab `tab_id` is the one on screen (`shown_tab` holds its
     id), and only when its key or inputs differ from its last drawing. The shell calls it after
-    every new analysis and whenever a tab is opened, so the tab computes once, when looked at."""
+    every new analysis and whenever a tab is opened, so the tab computes once, when looked at.
+    Call it inside the tab: it adds a `gr.State` there."""
     drawn = gr.State(None)  # (key, *inputs) of the tab's last drawing
 
-    def draw_if_shown(key: AnalysisKey | None, shown: str, last: tuple | None, *inputs):
+    def draw_if_shown(key: AnalysisKey | None, shown: str, last: tuple | None, *inputs) -> list:
         if shown != tab_id or (key, *inputs) == last:
-            return gr.skip()
-        return (*refresh.fn(key, *inputs), (key, *inputs))
+            return [gr.skip()] * (len(refresh.outputs) + 1)
+        return [*refresh.fn(key, *inputs), (key, *inputs)]
 
-    return Refresh(draw_if_shown, [shown_tab, drawn, *refresh.inputs], [*refresh.outputs, drawn], lazy=True)
+    return Refresh(draw_if_shown, [shown_tab, drawn, *refresh.inputs], [*refresh.outputs, drawn])
+
+
+def as_one(refreshes: list[Refresh]) -> Refresh:
+    """`refreshes` run as one event: each event waits its own turn in the server's queue, so a chain
+    of five mostly-skipped redraws cost five waits where one does. Each fn returns a list."""
+    starts = [0]
+    for r in refreshes:
+        starts.append(starts[-1] + len(r.inputs))
+
+    def run_all(key: AnalysisKey | None, *inputs) -> list:
+        return [out for r, start, end in zip(refreshes, starts, starts[1:]) for out in r.fn(key, *inputs[start:end])]
+
+    return Refresh(run_all, [i for r in refreshes for i in r.inputs], [o for r in refreshes for o in r.outputs])
 
 
 class PhotoStore:

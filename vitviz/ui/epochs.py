@@ -1,7 +1,7 @@
 """Epochs tab: the current photo's mask at every saved snapshot of the checkpoint and with its final
 weights, one of them large with its metrics, and the progression as a GIF.
 
-It runs the model once per snapshot, so the shell draws it only while it is shown (`lazy`)."""
+Drawing it runs the model once per snapshot; like every tab, the shell draws it only while it is shown."""
 
 import hashlib
 import tempfile
@@ -85,4 +85,4 @@ def build(ctx: Context) -> Refresh:
                 gr.update(value=str(gif_path), visible=True))
 
     snapshot.change(show, [ctx.analysis, snapshot, ctx.language], [large, metrics])
-    return Refresh(refresh, [ctx.language], [explanation, strip, snapshot, large, metrics, gif], lazy=True)
+    return Refresh(refresh, [ctx.language], [explanation, strip, snapshot, large, metrics, gif])

@@ -28,6 +28,9 @@ def build(ctx: Context) -> Refresh:
     with ctx.localized(gr.Accordion, {"label": "positions.formulas_label"}, open=True):
         ctx.localized(gr.Markdown, {"value": "positions.formulas"}, latex_delimiters=LATEX)
     patch = gr.State(None)  # the clicked patch index, row-major
+    # What the photo-independent views on screen were drawn for: a new photo of the same model
+    # leaves them as they are (a redraw for a new photo then sends only the clicked-patch views).
+    tables_drawn = gr.State(None)
     with gr.Row():
         with gr.Column(scale=1):
             photo = ctx.localized(figure, {"label": "positions.photo"}, fast=True)
@@ -98,20 +101,24 @@ def build(ctx: Context) -> Refresh:
             return [gr.skip()] * len(dim_outputs)
         return dimension_views(loaded[1], int(d))
 
-    def refresh(key: AnalysisKey | None, patch_: int | None, colour_range_: str, d: int, lang: str = DEFAULT):
+    def refresh(key: AnalysisKey | None, patch_: int | None, colour_range_: str, d: int, drawn: tuple | None,
+                lang: str = DEFAULT):
         loaded = _load(ctx, key, warn=False, lang=lang)
         if loaded is None:
             empty_columns = [None] * len(SHOWN_KINDS)
             return [None, None, text("attention.no_photo", lang), *empty_columns, "", *[""] * len(SHOWN_KINDS),
-                    *empty_columns, gr.skip(), *empty_columns, *empty_columns, accuracy_markdown(lang=lang)]
+                    *empty_columns, gr.skip(), *empty_columns, *empty_columns, accuracy_markdown(lang=lang), None]
         analysis, tables = loaded
         d = min(int(d), tables.dim - 1)
-        return [*patch_views(analysis, tables, patch_in_grid(patch_, tables.grid), colour_range_, lang),
-                tables.model_note(lang), *[_column_note(tables, kind, lang) for kind in SHOWN_KINDS],
+        clicked = patch_views(analysis, tables, patch_in_grid(patch_, tables.grid), colour_range_, lang)
+        tables_key = (key.checkpoint, key.epoch, tables.grid, colour_range_, d, lang)
+        if tables_key == drawn:
+            return [*clicked, *[gr.skip()] * (len(table_outputs) - 1), drawn]
+        return [*clicked, tables.model_note(lang), *[_column_note(tables, kind, lang) for kind in SHOWN_KINDS],
                 *all_maps_views(tables, colour_range_),
-                gr.Slider(minimum=0, maximum=tables.dim - 1, value=d), *dimension_views(tables, d),
+                gr.update(minimum=0, maximum=tables.dim - 1, value=d), *dimension_views(tables, d),
                 *matrix_views(tables),
-                accuracy_markdown(lang=lang)]
+                accuracy_markdown(lang=lang), tables_key]
 
     photo.select(click_handler(lambda a: fit_size(*a.photo.shape[:2], PHOTO_SIDE)),
                  [ctx.analysis, colour_range, ctx.language], click_outputs)
@@ -121,9 +128,9 @@ def build(ctx: Context) -> Refresh:
     colour_range.change(on_colour_range, [ctx.analysis, patch, colour_range, ctx.language],
                         [*click_outputs, *all_outputs])
     dim.change(on_dimension, [ctx.analysis, dim, ctx.language], dim_outputs)
-    return Refresh(refresh, [patch, colour_range, dim, ctx.language],
-                   [*click_outputs, model_note, *notes.values(), *all_outputs, dim, *dim_outputs,
-                    *matrix.values(), accuracy])
+    table_outputs = [model_note, *notes.values(), *all_outputs, dim, *dim_outputs, *matrix.values(), accuracy,
+                     tables_drawn]
+    return Refresh(refresh, [patch, colour_range, dim, tables_drawn, ctx.language], [*click_outputs, *table_outputs])
 
 
 def patch_views(analysis: Analysis, tables: EmbeddingTables, patch: int, colour_range: str,
