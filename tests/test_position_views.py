@@ -3,11 +3,13 @@ dimension maps, the tables of a real checkpoint, accuracy per kind, and the Grad
 
 import json
 import math
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from vitviz import position_views as pv
 from vitviz.checkpoint import load_model
@@ -150,7 +152,7 @@ def test_positions_tab_builds_refreshes_and_clicks(which, request):
     drawn = inputs[:3] + [out[-1]] + inputs[4:]
     again = refresh.fn(AnalysisKey(ctx.photos.put(photo[::-1].copy()), str(checkpoint), None), *drawn)
     assert again[1].shape == out[1].shape and again[-1] == out[-1]
-    assert all(update == gr.skip() for update in again[6:-1])
+    assert again[6]["visible"] is False and all(update == gr.skip() for update in again[7:-1])
 
     handlers = [f.fn for f in demo.fns.values() if f.fn is not None and f.fn.__name__ == "on_click"]
     assert len(handlers) == 4  # the photo and the three similarity maps
@@ -159,3 +161,10 @@ def test_positions_tab_builds_refreshes_and_clicks(which, request):
     with pytest.warns(UserWarning, match="Upload or pick a photo first"):
         handlers[0](None, "fixed", gr.SelectData(None, {"index": [1, 1], "value": None}))
     assert refresh.fn(None, *inputs)[2] == text("attention.no_photo")
+
+    on_save = next(f.fn for f in demo.fns.values() if f.fn is not None and f.fn.__name__ == "on_save")
+    saved = on_save(key, 3)
+    assert saved["visible"] and Path(saved["value"][0]).name == "positions-patch3-photo.png"
+    expected = positions_tab.photo_with_patch(ctx.analysis_for(key).photo_fitted(positions_tab.PHOTO_SIDE), (4, 4), 3)
+    with Image.open(saved["value"][0]) as png:
+        assert png.format == "PNG" and np.array_equal(np.asarray(png), expected)  # lossless, patch 3 outlined

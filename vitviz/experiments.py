@@ -1,63 +1,76 @@
 """Collect finished runs into the experiments table:
-`python -m vitviz.experiments --out checkpoints/experiments runs/seed-small runs/exp-* …`.
+`python -m vitviz.experiments --out checkpoints/experiments runs/seed-small runs/default-skip runs/exp-* …`.
 
 Each run's metrics.json (command, commit, device, wall time, per-epoch curve, final metrics) is
 copied to `<out>/<run name>.json`, where the app and the README read them, and a Markdown table
-is printed: change from the baseline, pixel accuracy, mean IoU, parameters, train time, device.
-The epoch rows (10, 25) come from the baseline's own curve: its StepLR schedule and per-epoch
-seeding make epoch k of a long run identical to a k-epoch run.
+is printed: baseline, change from it, pixel accuracy, mean IoU, parameters, train time, device.
+A run is compared with the baseline run of its preset (`BASELINES`): the article's suspects with
+`seed-small`, changes to the shipped recipe with `default-skip`. The epoch rows (10, 25) of
+`seed-small` come from its own curve: its StepLR schedule and per-epoch seeding make epoch k of a
+long run identical to a k-epoch run.
 """
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
-BASELINE = "seed-small"
+from vitviz.model import ViTConfig
+from vitviz.presets import TrainConfig
+
+BASELINES = ("seed-small", "default-skip")  # preset → the run of that preset unchanged (same name)
+EPOCH_ROWS_FROM = "seed-small"  # a step schedule: epoch k of its run is a k-epoch run
 
 
 def describe_change(config: dict, baseline: dict) -> str:
-    """The settings in which a run differs from the baseline, e.g. 'head=mlp, lr=0.0008'."""
+    """The settings in which a run differs from the baseline, e.g. 'head=mlp, lr=0.0008'. A field
+    the baseline's config lacks (added to the code after it ran) had its default value there."""
+    defaults = {"model": ViTConfig().to_dict(), "train": dataclasses.asdict(TrainConfig())}
     diffs = []
     for section in ("model", "train"):
         for key, value in config[section].items():
-            if key not in ("snapshot_epochs",) and baseline[section].get(key) != value:
+            if key not in ("snapshot_epochs",) and baseline[section].get(key, defaults[section].get(key)) != value:
                 diffs.append(f"{key}={value}")
     return ", ".join(diffs) or "baseline"
 
 
 def collect(runs: list[Path], out: Path | None = None) -> list[dict]:
     configs = {r.name: json.loads((r / "config.json").read_text()) for r in runs if (r / "metrics.json").is_file()}
-    metrics = {name: json.loads((r / "metrics.json").read_text()) for r in runs
-               if (name := r.name) in configs}
-    if BASELINE not in configs:
-        raise ValueError(f"the baseline run '{BASELINE}' is not among the finished runs")
+    metrics = {name: json.loads((r / "metrics.json").read_text()) for r in runs if (name := r.name) in configs}
+    if not any(name in configs for name in BASELINES):
+        raise ValueError(f"none of the baseline runs {', '.join(BASELINES)} is among the finished runs")
     rows = []
     for name, m in metrics.items():
-        rows.append({"run": name, "change": describe_change(configs[name], configs[BASELINE]),
+        baseline = configs[name].get("preset")
+        if baseline not in BASELINES or baseline not in configs:
+            raise ValueError(f"run '{name}' (preset {baseline}) has no baseline run among the finished runs")
+        rows.append({"run": name, "baseline": baseline, "change": describe_change(configs[name], configs[baseline]),
                      "pixel_accuracy": m["final"]["pixel_accuracy"], "miou": m["final"]["miou"],
                      "parameters": m["parameters"], "minutes": m["wall_time_s"] / 60, "device": m["device"],
                      "epochs": m["epochs_done"]})
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             (out / f"{name}.json").write_text(json.dumps({**m, "config": configs[name]}, indent=1) + "\n")
-    base = metrics[BASELINE]
-    for epoch in (10, 25):
-        row = next((r for r in base["curve"] if r["epoch"] == epoch and "miou" in r), None)
-        if row:
-            rows.append({"run": f"{BASELINE}@{epoch}", "change": f"epochs={epoch}", "pixel_accuracy": row["pixel_accuracy"],
-                         "miou": row["miou"], "parameters": base["parameters"],
-                         "minutes": sum(r["seconds"] for r in base["curve"][:epoch]) / 60, "device": base["device"],
-                         "epochs": epoch})
-    return sorted(rows, key=lambda r: (r["change"] != "baseline", r["change"]))
+    if EPOCH_ROWS_FROM in metrics:
+        base = metrics[EPOCH_ROWS_FROM]
+        for epoch in (10, 25):
+            row = next((r for r in base["curve"] if r["epoch"] == epoch and "miou" in r), None)
+            if row:
+                rows.append({"run": f"{EPOCH_ROWS_FROM}@{epoch}", "baseline": EPOCH_ROWS_FROM, "change": f"epochs={epoch}",
+                             "pixel_accuracy": row["pixel_accuracy"], "miou": row["miou"],
+                             "parameters": base["parameters"],
+                             "minutes": sum(r["seconds"] for r in base["curve"][:epoch]) / 60, "device": base["device"],
+                             "epochs": epoch})
+    return sorted(rows, key=lambda r: (BASELINES.index(r["baseline"]), r["change"] != "baseline", r["change"]))
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| change from seed-small | pixel accuracy | mean IoU | parameters | train time | device |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| baseline | change | pixel accuracy | mean IoU | parameters | train time | device |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['change']} | {r['pixel_accuracy']:.4f} | {r['miou']:.4f} | {r['parameters'] / 1e6:.2f}M "
-                     f"| {r['minutes']:.1f} min | {r['device']} |")
+        lines.append(f"| {r['baseline']} | {r['change']} | {r['pixel_accuracy']:.4f} | {r['miou']:.4f} "
+                     f"| {r['parameters'] / 1e6:.2f}M | {r['minutes']:.1f} min | {r['device']} |")
     return "\n".join(lines)
 
 

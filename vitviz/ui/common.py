@@ -76,7 +76,7 @@ def only_when_shown(refresh: Refresh, tab_id: str, shown_tab: gr.State) -> Refre
 
 def as_one(refreshes: list[Refresh]) -> Refresh:
     """`refreshes` run as one event: each event waits its own turn in the server's queue, so a chain
-    of five mostly-skipped redraws cost five waits where one does. Each fn returns a list."""
+    of five mostly-skipped redraws cost five waits where one does. Each fn returns one value per output."""
     starts = [0]
     for r in refreshes:
         starts.append(starts[-1] + len(r.inputs))

@@ -9,6 +9,7 @@ import gradio as gr
 import numpy as np
 
 from vitviz.attention_maps import click_to_patch, fit_size, photo_with_patch, tile
+from vitviz.downloads import save_pngs
 from vitviz.i18n import DEFAULT, text
 from vitviz.inference import Analysis
 from vitviz.position_views import (SHOWN_KINDS, EmbeddingTables, accuracy_markdown, all_similarities_image,
@@ -34,6 +35,11 @@ def build(ctx: Context) -> Refresh:
     with gr.Row():
         with gr.Column(scale=1):
             photo = ctx.localized(figure, {"label": "positions.photo"}, fast=True)
+            # Sent as JPEG on every click, like the Attention tab's pictures; the PNG on demand.
+            save = ctx.localized(gr.Button, {"value": "positions.save"}, size="sm", variant="secondary",
+                                 elem_id="positions-save")
+            saved = ctx.localized(gr.File, {"label": "attention.saved"}, file_count="multiple", visible=False,
+                                  interactive=False, elem_id="positions-png")
         with gr.Column(scale=2):
             ctx.localized(gr.Markdown, {"value": "positions.similarity_text"})
             status = gr.Markdown(text("attention.no_photo"))
@@ -101,20 +107,30 @@ def build(ctx: Context) -> Refresh:
             return [gr.skip()] * len(dim_outputs)
         return dimension_views(loaded[1], int(d))
 
+    def on_save(key: AnalysisKey | None, patch_: int | None, lang: str = DEFAULT):
+        """The photo with the clicked patch outlined, as on screen, written as a PNG file."""
+        loaded = _load(ctx, key, lang=lang)
+        if loaded is None:
+            return gr.skip()
+        analysis, tables = loaded
+        clicked = patch_in_grid(patch_, tables.grid)
+        picture = photo_with_patch(analysis.photo_fitted(PHOTO_SIDE), tables.grid, clicked)
+        return gr.update(value=[str(p) for p in save_pngs({f"positions-patch{clicked}-photo": picture})], visible=True)
+
     def refresh(key: AnalysisKey | None, patch_: int | None, colour_range_: str, d: int, drawn: tuple | None,
                 lang: str = DEFAULT):
         loaded = _load(ctx, key, warn=False, lang=lang)
         if loaded is None:
             empty_columns = [None] * len(SHOWN_KINDS)
-            return [None, None, text("attention.no_photo", lang), *empty_columns, "", *[""] * len(SHOWN_KINDS),
+            return [None, None, text("attention.no_photo", lang), *empty_columns, hidden, "", *[""] * len(SHOWN_KINDS),
                     *empty_columns, gr.skip(), *empty_columns, *empty_columns, accuracy_markdown(lang=lang), None]
         analysis, tables = loaded
         d = min(int(d), tables.dim - 1)
         clicked = patch_views(analysis, tables, patch_in_grid(patch_, tables.grid), colour_range_, lang)
         tables_key = (key.checkpoint, key.epoch, tables.grid, colour_range_, d, lang)
         if tables_key == drawn:
-            return [*clicked, *[gr.skip()] * (len(table_outputs) - 1), drawn]
-        return [*clicked, tables.model_note(lang), *[_column_note(tables, kind, lang) for kind in SHOWN_KINDS],
+            return [*clicked, hidden, *[gr.skip()] * (len(table_outputs) - 1), drawn]
+        return [*clicked, hidden, tables.model_note(lang), *[_column_note(tables, kind, lang) for kind in SHOWN_KINDS],
                 *all_maps_views(tables, colour_range_),
                 gr.update(minimum=0, maximum=tables.dim - 1, value=d), *dimension_views(tables, d),
                 *matrix_views(tables),
@@ -128,9 +144,12 @@ def build(ctx: Context) -> Refresh:
     colour_range.change(on_colour_range, [ctx.analysis, patch, colour_range, ctx.language],
                         [*click_outputs, *all_outputs])
     dim.change(on_dimension, [ctx.analysis, dim, ctx.language], dim_outputs)
+    save.click(on_save, [ctx.analysis, patch, ctx.language], saved)
     table_outputs = [model_note, *notes.values(), *all_outputs, dim, *dim_outputs, *matrix.values(), accuracy,
                      tables_drawn]
-    return Refresh(refresh, [patch, colour_range, dim, tables_drawn, ctx.language], [*click_outputs, *table_outputs])
+    hidden = gr.update(value=None, visible=False)  # PNG files saved for the previous photo
+    return Refresh(refresh, [patch, colour_range, dim, tables_drawn, ctx.language],
+                   [*click_outputs, saved, *table_outputs])
 
 
 def patch_views(analysis: Analysis, tables: EmbeddingTables, patch: int, colour_range: str,
