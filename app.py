@@ -18,6 +18,7 @@ import gradio as gr
 import torch
 
 from vitviz import sources
+from vitviz.malloc import bound_fragmentation
 from vitviz.checkpoint import CheckpointError
 from vitviz.i18n import DEFAULT, LANGUAGES, language_from_browser, text
 from vitviz.inference import Analysis, ModelCache
@@ -236,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--share", action="store_true",
                         help="also make a temporary PUBLIC link through gradio.live: anyone with it can use the app")
     args = parser.parse_args(argv)
+    bound_fragmentation()  # before the server's threads start allocating
     demo = build_app(args.checkpoint, args.checkpoints_dir, args.runs_dir, args.data_root)
     if args.host != "127.0.0.1" or args.share:
         print(f"vitviz: listening on {args.host}" + (" and on a public gradio.live link" if args.share else "") +

@@ -464,3 +464,11 @@ def test_no_code_unpickles_anything():
     for path in [repo / "app.py", *(repo / "vitviz").rglob("*.py"), *(repo / "scripts").glob("*.py")]:
         code = path.read_text()
         assert "torch.load(" not in code and "import pickle" not in code and "pickle.load" not in code, path
+
+
+def test_the_server_bounds_native_memory_where_glibc_allows_it():
+    """app.py calls this before serving; glibc takes the settings, other C libraries are left alone."""
+    import platform
+
+    from vitviz.malloc import bound_fragmentation
+    assert bound_fragmentation() == (platform.libc_ver()[0] == "glibc")
