@@ -13,7 +13,7 @@ from app import build_app
 from session import Session, tab_bar, upload_photo
 from vitviz import inference, sources
 from vitviz.inference import ModelCache
-from vitviz.ui import epochs, journey, segment
+from vitviz.ui import attention, epochs, journey, segment
 from vitviz.ui.common import AnalysisKey, Context, PhotoStore
 
 PHOTO = np.random.default_rng(2).integers(0, 256, (45, 70, 3), dtype=np.uint8)
@@ -152,6 +152,24 @@ def test_the_epochs_tab_runs_the_model_only_while_it_is_shown(tiny_checkpoint, t
     session.select_tab(tabs, "attention")
     upload_photo(session, new_photo(3))
     assert len(passes) == 5
+
+
+def test_reopening_a_tab_that_writes_its_own_inputs_draws_nothing_again(tiny_checkpoint, tmp_path, monkeypatch):
+    """The Attention tab writes its clicked patch and layer slider when it draws; coming back to
+    it for the same photo must not draw it again."""
+    drawings = []
+    pictures = attention.attention_pictures
+    monkeypatch.setattr(attention, "attention_pictures", lambda *args: drawings.append(args) or pictures(*args))
+    demo = build_app(checkpoint=tiny_checkpoint, checkpoints_dir=tmp_path / "none", runs_dir=tiny_checkpoint.parent)
+    session, tabs = Session(demo), tab_bar(demo)
+    path = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(path)
+    upload_photo(session, str(path))
+    session.select_tab(tabs, "attention")
+    assert len(drawings) == 1
+    session.select_tab(tabs, "segment")
+    session.select_tab(tabs, "attention")
+    assert len(drawings) == 1
 
 
 def test_a_class_token_run_with_one_snapshot(tiny_class_checkpoint):

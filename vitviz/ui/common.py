@@ -63,13 +63,18 @@ def only_when_shown(refresh: Refresh, tab_id: str, shown_tab: gr.State) -> Refre
     """`refresh` made to draw only while tab `tab_id` is the one on screen (`shown_tab` holds its
     id), and only when its key or inputs differ from its last drawing. The shell calls it after
     every new analysis and whenever a tab is opened, so the tab computes once, when looked at.
-    Call it inside the tab: it adds a `gr.State` there."""
-    drawn = gr.State(None)  # (key, *inputs) of the tab's last drawing
+    Inputs the tab also writes (its clicked patch, its own controls) are left out of the comparison:
+    the tab's own handlers keep its views in step with them. Call it inside the tab: it adds a
+    `gr.State` there."""
+    drawn = gr.State(None)  # (key, *watched inputs) of the tab's last drawing
+    written = {id(block) for block in refresh.outputs}
+    watched = [i for i, block in enumerate(refresh.inputs) if id(block) not in written]
 
     def draw_if_shown(key: AnalysisKey | None, shown: str, last: tuple | None, *inputs) -> list:
-        if shown != tab_id or (key, *inputs) == last:
+        mark = (key, *(inputs[i] for i in watched))
+        if shown != tab_id or mark == last:
             return [gr.skip()] * (len(refresh.outputs) + 1)
-        return [*refresh.fn(key, *inputs), (key, *inputs)]
+        return [*refresh.fn(key, *inputs), mark]
 
     return Refresh(draw_if_shown, [shown_tab, drawn, *refresh.inputs], [*refresh.outputs, drawn])
 
