@@ -140,6 +140,9 @@ class Session:
         self.defaults = {c["id"]: c.get("props", {}).get("value") for c in self.config["components"]}
         self.deps = {d["id"]: d for d in self.config["dependencies"]}
 
+    def close(self) -> None:
+        self.http.close()
+
     def upload(self, path: Path) -> dict:
         """Upload a file as a browser does; its FileData for a listener's input."""
         with path.open("rb") as f:
@@ -205,30 +208,31 @@ def user(url: str, checkpoint: str, index: int, start_at: float, stop_at: float,
     def running() -> bool:
         return time.time() < stop_at and results.count() < max_requests
 
-    while running():
-        photo = make_photo(rng, folder)
-        uploaded = (timed(results, "upload", lambda: session.run(listeners.upload, session.upload(photo)))
-                    and timed(results, "analyse", lambda: session.run(listeners.analyse, checkpoint, "final")))
-        photo.unlink()
-        if not uploaded:
-            continue
-        for redraw in listeners.redraws:
-            if running():
-                timed(results, "tab redraw", lambda: session.run(redraw))
-        for kind in rng.sample(list(CLICK_INPUTS), len(CLICK_INPUTS)):  # both tabs, in a random order
-            time.sleep(rng.uniform(0.5, 1.5) * think_s)
-            if not running():
-                break
-            timed(results, "tab open", lambda: session.select(listeners.tab_select, listeners.tab_index[kind]))
-            for draw in listeners.tab_draws:
+    with contextlib.closing(session):
+        while running():
+            photo = make_photo(rng, folder)
+            uploaded = (timed(results, "upload", lambda: session.run(listeners.upload, session.upload(photo)))
+                        and timed(results, "analyse", lambda: session.run(listeners.analyse, checkpoint, "final")))
+            photo.unlink()
+            if not uploaded:
+                continue
+            for redraw in listeners.redraws:
                 if running():
-                    timed(results, "tab redraw", lambda: session.run(draw))
-            for _ in range(clicks_per_photo // len(CLICK_INPUTS)):
+                    timed(results, "tab redraw", lambda: session.run(redraw))
+            for kind in rng.sample(list(CLICK_INPUTS), len(CLICK_INPUTS)):  # both tabs, in a random order
                 time.sleep(rng.uniform(0.5, 1.5) * think_s)
                 if not running():
                     break
-                x, y = rng.randrange(200), rng.randrange(200)  # the shown photos are at least 200 px a side
-                timed(results, kind, lambda: session.select(listeners.clicks[kind], [x, y], *CLICK_INPUTS[kind]))
+                timed(results, "tab open", lambda: session.select(listeners.tab_select, listeners.tab_index[kind]))
+                for draw in listeners.tab_draws:
+                    if running():
+                        timed(results, "tab redraw", lambda: session.run(draw))
+                for _ in range(clicks_per_photo // len(CLICK_INPUTS)):
+                    time.sleep(rng.uniform(0.5, 1.5) * think_s)
+                    if not running():
+                        break
+                    x, y = rng.randrange(200), rng.randrange(200)  # the shown photos are at least 200 px a side
+                    timed(results, kind, lambda: session.select(listeners.clicks[kind], [x, y], *CLICK_INPUTS[kind]))
 
 
 def client_checkpoint(config: dict) -> str:
@@ -277,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
             server = stack.enter_context(running_app(*app_args, log=folder / "server.log"))
             url = server.url
             print(f"started app.py (pid {server.process.pid}) at {url}")
-        checkpoint = client_checkpoint(Session(url).config)
+        with contextlib.closing(Session(url)) as probe:
+            checkpoint = client_checkpoint(probe.config)
         print(f"{args.users} users for {args.duration:.0f} s on {checkpoint}, think time {args.think} s")
         results, memory = Results(), []
         start = time.time()

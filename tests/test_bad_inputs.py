@@ -25,7 +25,7 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from app import build_app
+from app import TABS, build_app, tab_id
 from session import Session, tab_bar, upload_photo
 from vitviz import inference, jobs, photos, sources
 from vitviz.checkpoint import CheckpointError, load_model, read_config
@@ -233,12 +233,16 @@ def test_the_upload_handler_answers_a_bad_file_in_one_line_then_takes_a_good_one
 @pytest.mark.parametrize("name", ["1x1", "wide 4000x20", "tall 20x4000", "exif rotated", "animated gif"])
 def test_odd_photos_go_through_every_tab(app, name, write):
     demo = app[0]
-    session = Session(demo)  # one browser, which opens the Epochs tab (drawn only while shown) and uploads
-    session.select_tab(tab_bar(demo), "epochs")
-    upload_photo(session, str(write(name, READABLE[name][0])))  # then every tab redraws for it
+    session = Session(demo)  # one browser: it uploads, then opens every tab (each draws only while shown)
+    upload_photo(session, str(write(name, READABLE[name][0])))
+    for module in TABS:
+        session.select_tab(tab_bar(demo), tab_id(module))
     analyse = next(block_fn for block_fn in demo.fns.values() if block_fn.api_name == "analyse")
     key, status = (session.value(block) for block in analyse.outputs[:2])
     assert key is not None, status
+    # A tab that finished drawing records (key, …) as its last drawing; one that raised does not.
+    drawn = [value for value in session.values.values() if isinstance(value, tuple) and value[:1] == (key,)]
+    assert len(drawn) == len(TABS)
     strip = next(block for block in demo.blocks.values() if block.elem_id == "epochs-strip")
     assert [caption for _, caption in session.value(strip)] == ["epoch 1", "final (epoch 2)"]
 

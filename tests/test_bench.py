@@ -26,7 +26,6 @@ def test_mfu_needs_a_known_gpu():
 def test_end_to_end_compares_both_pipelines(tiny_data):
     result = bench.bench_end_to_end("tiny", str(tiny_data), 1, torch.device("cpu"))
     assert result["data_on_device_s"] > 0 and result["dataloader_s"] > 0
-    assert result["ratio"] == result["dataloader_s"] / result["data_on_device_s"]
     report = bench.format_report({"device": "cpu", "threads": 1, "torch": "x", "commit": "abc",
                                   "interactive": {"skipped": "no checkpoint"}, "training": {"skipped": "no timm"},
                                   "mfu": bench.bench_mfu(torch.device("cpu"), 2, 1), "end_to_end": result})

@@ -113,6 +113,8 @@ def test_the_data_root_must_lie_inside_the_apps_data_root(tiny_data, tmp_path):
     shutil.copytree(tiny_data, allowed / "pets")  # a subfolder of the app's data root
     shutil.copytree(tiny_data, outside)  # a dataset too, but not one the app was given
     (allowed / "escape").symlink_to(outside, target_is_directory=True)
+    (allowed / "linked").mkdir()  # inside, but its oxford-iiit-pet/ leads outside
+    (allowed / "linked" / "oxford-iiit-pet").symlink_to(outside / "oxford-iiit-pet", target_is_directory=True)
 
     def check(data_root, data_roots=(allowed,)) -> jobs.TrainRequest:
         return jobs.check_request(tmp_path / "runs", "tiny", "run", str(data_root), tiny_form(), list(data_roots))
@@ -121,7 +123,7 @@ def test_the_data_root_must_lie_inside_the_apps_data_root(tiny_data, tmp_path):
     assert check(allowed / "pets").data_root == dataset
     assert check(allowed / "pets" / "oxford-iiit-pet").data_root == dataset
     assert check(f"{allowed}/pets/../pets").data_root == dataset  # `..` that stays inside is fine
-    for bad in (outside, allowed / "escape", f"{allowed}/pets/../../outside", "/etc", tmp_path):
+    for bad in (outside, allowed / "escape", allowed / "linked", f"{allowed}/pets/../../outside", "/etc", tmp_path):
         with pytest.raises(JobError) as error:
             check(bad)
         assert "is outside the folders this app may read" in str(error.value) and "\n" not in str(error.value)

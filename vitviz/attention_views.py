@@ -42,12 +42,12 @@ def attention_pictures(analysis: Analysis, patch: int, layer: int, direction: Di
     layer = min(max(int(layer), 1), depth)
     photo, small, thumb = (analysis.photo_fitted(side) for side in (PHOTO_SIDE, HEAD_SIDE, THUMB_SIDE))
 
-    per_head = normalise_maps(patch_attention(attentions, layer - 1, patch, has_cls, direction, grid), scale)
+    raw = torch.stack([patch_attention(attentions, l, patch, has_cls, direction, grid) for l in range(depth)])
+    per_head = normalise_maps(raw[layer - 1], scale)
     heads = tile([overlay(small, m, patch) for m in per_head], [f"head {h + 1}" for h in range(len(per_head))],
                  columns=min(4, len(per_head)))
 
-    every_layer = torch.stack([patch_attention(attentions, l, patch, has_cls, direction, grid) for l in range(depth)])
-    every_layer = normalise_maps(every_layer, scale)
+    every_layer = normalise_maps(raw, scale)
     overview = tile([overlay(thumb, m, patch) for m in every_layer.flatten(0, 1)],
                     [f"L{l + 1} H{h + 1}" for l in range(depth) for h in range(every_layer.shape[1])],
                     columns=every_layer.shape[1])

@@ -20,17 +20,17 @@ from vitviz.model import ViTConfig
 from vitviz.presets import TrainConfig
 
 BASELINES = ("seed-small", "default-skip")  # preset → the run of that preset unchanged (same name)
-EPOCH_ROWS_FROM = "seed-small"  # a step schedule: epoch k of its run is a k-epoch run
+EPOCH_ROWS_FROM = "seed-small"
+DEFAULTS = {"model": ViTConfig().to_dict(), "train": dataclasses.asdict(TrainConfig())}  # of fields a config lacks  # a step schedule: epoch k of its run is a k-epoch run
 
 
 def describe_change(config: dict, baseline: dict) -> str:
     """The settings in which a run differs from the baseline, e.g. 'head=mlp, lr=0.0008'. A field
     the baseline's config lacks (added to the code after it ran) had its default value there."""
-    defaults = {"model": ViTConfig().to_dict(), "train": dataclasses.asdict(TrainConfig())}
     diffs = []
     for section in ("model", "train"):
         for key, value in config[section].items():
-            if key not in ("snapshot_epochs",) and baseline[section].get(key, defaults[section].get(key)) != value:
+            if key not in ("snapshot_epochs",) and baseline[section].get(key, DEFAULTS[section].get(key)) != value:
                 diffs.append(f"{key}={value}")
     return ", ".join(diffs) or "baseline"
 

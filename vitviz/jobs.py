@@ -152,7 +152,7 @@ def check_data_root(data_root: str | None, data_roots: Sequence[str | os.PathLik
     if not data_root or not str(data_root).strip():
         raise JobError("Data root is empty: give the folder that holds oxford-iiit-pet/.")
     try:
-        return resolve_root(confine(str(data_root).strip(), data_roots))
+        return confine(resolve_root(confine(str(data_root).strip(), data_roots)), data_roots)
     except (OSError, ValueError) as e:  # PathNotAllowed is a ValueError
         raise JobError(f"Data root: {e}.") from None
 

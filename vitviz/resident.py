@@ -126,13 +126,13 @@ def colour_jitter(images: torch.Tensor, generator: torch.Generator, strength: fl
     return rotate_hue(images, uniform(generator, images, n, -hue, hue) * 2 * math.pi).clamp(0, 1)
 
 
-def luma(images: torch.Tensor) -> torch.Tensor:
-    """(B, 1, H, W) grey level of RGB images (ITU-R 601 weights, as torchvision uses)."""
-    weights = torch.tensor([0.299, 0.587, 0.114], device=images.device, dtype=images.dtype)
-    return (images * weights[:, None, None]).sum(1, keepdim=True)
-
-
 RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+YIQ_TO_RGB = torch.linalg.inv(RGB_TO_YIQ)  # once: inverting per batch would make a GPU wait for the CPU
+
+
+def luma(images: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) grey level of RGB images (ITU-R 601 weights, as torchvision uses: the Y row)."""
+    return (images * RGB_TO_YIQ[0].to(images)[:, None, None]).sum(1, keepdim=True)
 
 
 def rotate_hue(images: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
@@ -142,5 +142,5 @@ def rotate_hue(images: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     one, zero = torch.ones_like(cos), torch.zeros_like(cos)
     rotation = torch.stack([torch.stack([one, zero, zero], -1), torch.stack([zero, cos, -sin], -1),
                             torch.stack([zero, sin, cos], -1)], 1)  # (B, 3, 3), keeps Y (brightness)
-    mix = torch.linalg.inv(to_yiq) @ rotation @ to_yiq
+    mix = YIQ_TO_RGB.to(images) @ rotation @ to_yiq
     return torch.einsum("bij,bjhw->bihw", mix, images)

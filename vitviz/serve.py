@@ -39,7 +39,10 @@ def running_app(*args: str, log: str | os.PathLike | None = None, timeout_s: flo
     """Run `python app.py --port P *args` (P a free port) and yield it once its page answers;
     stop it on leaving. Its output goes to `log` (default: a new temporary file), whose end is
     quoted when the app exits or does not answer within `timeout_s`."""
-    log = Path(log) if log else Path(tempfile.mkstemp(prefix="vitviz-app-", suffix=".log")[1])
+    if log is None:
+        handle, log = tempfile.mkstemp(prefix="vitviz-app-", suffix=".log")
+        os.close(handle)
+    log = Path(log)
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
     with open(log, "w") as out:

@@ -237,7 +237,8 @@ def train(run: Path, model_cfg: ViTConfig, cfg: TrainConfig, data_root: str | No
     train_set = PetDataset(root, "trainval", model_cfg.image_size, cfg.augment,
                            segmentation=not cfg.use_unlabeled, fraction=cfg.label_fraction)
     val_set = PetDataset(root, cfg.val_split, model_cfg.image_size, "none")
-    steps_per_epoch = max(1, len(train_set) // (cfg.batch_size * (dist.get_world_size() if distributed else 1)))
+    world_size = dist.get_world_size() if distributed else 1
+    steps_per_epoch = max(1, len(train_set) // (cfg.batch_size * world_size))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(cfg, it / steps_per_epoch))
     start_epoch, history = load_train_state(run, model, optimizer, scheduler)
     if start_epoch and is_main:
@@ -246,7 +247,6 @@ def train(run: Path, model_cfg: ViTConfig, cfg: TrainConfig, data_root: str | No
         ckpt.remove_partial_writes(run)  # left behind if the last process was killed mid-write
 
     resident = ResidentSet.load(train_set, device) if cfg.data_on_device else None
-    world_size = dist.get_world_size() if distributed else 1
     train_model = torch.compile(model) if compile_model else model
     if distributed:
         train_model = DistributedDataParallel(train_model)

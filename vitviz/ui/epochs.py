@@ -22,7 +22,10 @@ GIF_DIR = Path(tempfile.gettempdir()) / "vitviz-gifs"
 
 def frame_label(frame: Frame, folder: str, lang: str) -> str:
     """A frame's name in `lang` (`frame.label` stays English: the GIF draws it with a Latin font)."""
-    return final_label(folder, lang=lang) if frame.epoch is None else text("epochs.snapshot", lang, epoch=frame.epoch)
+    if frame.epoch is not None:
+        return text("epochs.snapshot", lang, epoch=frame.epoch)
+    # The final frame carries its epoch's metrics row: enough to name it without reading the file again.
+    return final_label(folder, {frame.metrics["epoch"]: frame.metrics} if frame.metrics else {}, lang)
 
 
 def build(ctx: Context) -> Refresh:
@@ -43,16 +46,19 @@ def build(ctx: Context) -> Refresh:
     def frames_of(key: AnalysisKey, lang: str) -> list[Frame]:
         return progression(ctx.cache, ctx.photos.get(key.photo_id, lang), key.checkpoint)
 
+    def large_view(frame: Frame, folder: str, lang: str) -> tuple:
+        """One frame, large, with its metrics."""
+        label = frame_label(frame, folder, lang)
+        return (gr.update(value=overlay_frame(frame.analysis, OPACITY, 512),
+                          label=text("epochs.large_label", lang, label=label)),
+                metrics_text(label, frame.metrics, lang))
+
     def show(key: AnalysisKey | None, index: int, lang: str = DEFAULT):
         """The frame at 1-based slider position `index`, large, with its metrics."""
         if ctx.analysis_for(key, lang) is None or not list_snapshots(key.checkpoint):
             return None, ""
         frames = frames_of(key, lang)
-        frame = frames[min(max(int(index), 1), len(frames)) - 1]
-        label = frame_label(frame, key.checkpoint, lang)
-        return (gr.update(value=overlay_frame(frame.analysis, OPACITY, 512),
-                          label=text("epochs.large_label", lang, label=label)),
-                metrics_text(label, frame.metrics, lang))
+        return large_view(frames[min(max(int(index), 1), len(frames)) - 1], key.checkpoint, lang)
 
     def refresh(key: AnalysisKey | None, lang: str = DEFAULT):
         analysis = ctx.analysis_for(key, lang)
@@ -81,7 +87,7 @@ def build(ctx: Context) -> Refresh:
             slider = gr.update(minimum=1, maximum=len(frames), value=index, visible=True,
                                label=text("epochs.slider_range", lang, count=len(frames), epochs=snapshots,
                                           final=frame_label(frames[-1], key.checkpoint, lang)))
-        return (explanation_text, thumbs, slider, *show(key, index, lang),
+        return (explanation_text, thumbs, slider, *large_view(frames[index - 1], key.checkpoint, lang),
                 gr.update(value=str(gif_path), visible=True))
 
     snapshot.change(show, [ctx.analysis, snapshot, ctx.language], [large, metrics])
