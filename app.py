@@ -5,7 +5,7 @@
 
 The shell holds the photo, checkpoint and epoch pickers. Whenever one of them changes it runs the
 model once (cached) and stores the new `AnalysisKey` in `ctx.analysis`; then the tab on screen
-redraws, and each other tab redraws when it is opened (`only_when_shown`).
+redraws, and each other tab redraws when it is opened (`ui.common.lazy`).
 The header holds the language picker (it re-labels every localized component, then redraws the
 tabs in the new language) and the presenter-mode switch; the guided tour sits above the tabs.
 """
@@ -25,7 +25,7 @@ from vitviz.inference import Analysis, ModelCache
 from vitviz.photos import MAX_BYTES, PhotoError, load_photo_rgb
 from vitviz.attention_maps import fit_photo
 from vitviz.ui import attention, epochs, journey, positions, segment, tour, train_tab
-from vitviz.ui.common import AnalysisKey, Context, PhotoStore, Refresh, as_one, only_when_shown
+from vitviz.ui.common import AnalysisKey, Context, PhotoStore, lazy, want
 
 TABS = (segment, journey, positions, attention, epochs)  # a tab's title is the text "shell.tab_<its id>"
 # System fonts only: the default themes would fetch Google Fonts, and a classroom may be offline.
@@ -170,28 +170,28 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
         ctx.localized(gr.Markdown, {"value": notes_text}, visible=bool(notes))
 
         guide = tour.build(ctx)
+        views = [lazy(guide.refresh, None, ctx.analysis)]  # the tour quotes the photo's numbers: redrawn too
         shown_tab = gr.State(tab_id(TABS[0]))  # the tab on screen: tabs draw only there
-        tab_refreshes = []
         with gr.Tabs() as tab_bar:
             for module in TABS:
                 with ctx.localized(gr.Tab, {"label": f"shell.tab_{tab_id(module)}"}, id=tab_id(module)):
-                    # Inside the tab: the State that only_when_shown adds, placed between two tabs,
-                    # would shift the later tabs' order in the browser (the Train tab showed up twice).
-                    tab_refreshes.append(only_when_shown(module.build(ctx), tab_id(module), shown_tab))
+                    views.append(lazy(module.build(ctx), tab_id(module), ctx.analysis))
             # Train starts and watches training jobs; it does not redraw for the photo.
             with ctx.localized(gr.Tab, {"label": "shell.tab_train_tab"}, id=tab_id(train_tab)):
                 train_tab.build(ctx)
         tab_ids = [tab_id(module) for module in TABS] + [tab_id(train_tab)]
-        draw_tabs = as_one(tab_refreshes)
-        redraw = as_one([*tab_refreshes, guide.refresh])  # the tour quotes the photo's numbers: redrawn too
+        wanted = want(views)
 
-        def note_shown_tab(evt: gr.SelectData) -> str:
-            return tab_ids[evt.index]
+        def open_tab(evt: gr.SelectData, key: AnalysisKey | None, *inputs) -> list:
+            """A click on a tab's title: note the tab on screen, and what each view should now show."""
+            return [tab_ids[evt.index], *wanted.fn(key, tab_ids[evt.index], *inputs)]
 
         analyse_io = ([photo_id, checkpoint_dd, epoch_dd, ctx.language], [ctx.analysis, status, preview])
 
-        def redraw_tabs_after(event, refresh: Refresh = redraw) -> None:
-            event.then(refresh.fn, [ctx.analysis, *refresh.inputs], refresh.outputs)
+        def redraw_tabs_after(event) -> None:
+            # Only States change here (the drawing is their change events'): too quick to wait in the queue.
+            event.then(wanted.fn, [ctx.analysis, shown_tab, *wanted.inputs], wanted.outputs, show_progress="hidden",
+                       concurrency_limit=None)
 
         redraw_tabs_after(upload.upload(use_upload, [upload, ctx.language], photo_id).success(analyse, *analyse_io))
         redraw_tabs_after(gallery.select(pick_example, ctx.language, [photo_id, upload]).success(analyse, *analyse_io))
@@ -209,16 +209,17 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
         presenter.change(None, presenter, None, js=PRESENTER_JS)
         # A tour step opens its tab, which then draws.
         for step_event in guide.follow(tab_bar, shown_tab):
-            redraw_tabs_after(step_event, draw_tabs)
+            redraw_tabs_after(step_event)
         # Opening a tab draws it, if the photo, checkpoint or epoch changed since its last drawing.
-        redraw_tabs_after(tab_bar.select(note_shown_tab, None, shown_tab, show_progress="hidden", concurrency_limit=None),
-                          draw_tabs)
+        tab_bar.select(open_tab, [ctx.analysis, *wanted.inputs], [shown_tab, *wanted.outputs], show_progress="hidden",
+                       concurrency_limit=None)
         rescan_btn.click(rescan, [checkpoint_dd, ctx.language], [checkpoint_dd, epoch_dd])
         # The same rescan every few seconds, so the runs and snapshots of a training job appear by
         # themselves; the pickers are only sent when their choices changed.
         shown_choices = gr.State(None)
         gr.Timer(RESCAN_SECONDS).tick(rescan_if_changed, [checkpoint_dd, shown_choices, ctx.language],
-                                      [checkpoint_dd, epoch_dd, shown_choices], show_progress="hidden")
+                                      [checkpoint_dd, epoch_dd, shown_choices], show_progress="hidden",
+                                      concurrency_limit=None)  # a millisecond: never queued behind drawings
     return demo
 
 
@@ -248,6 +249,10 @@ def main(argv: list[str] | None = None) -> None:
     for block_fn in demo.fns.values():
         if block_fn.concurrency_limit == "default":
             block_fn.concurrency_id = "vitviz"
+    # Gradio's queue rebuilds a pandas table of its last 10,000 events after every event, for its
+    # monitoring page: 8% of the server's time under 20 users. Every 100 events, over the last 1,000.
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100")
+    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, theme=THEME, css_paths=[CSS],
                 ssr_mode=False, max_file_size=MAX_BYTES)

@@ -4,14 +4,16 @@
     python scripts/load_test.py --users 20 --duration 60 --checkpoint runs/seed-small
     python scripts/load_test.py --url http://127.0.0.1:7860/ --users 5        # a server already running
 
-Each user is a thread with its own Gradio session. It uploads its own photo (a bundled example,
-cropped and tinted differently per upload, so the model really runs) and then does what a browser
-does after an upload: runs the analysis and the redraw chain (only the tab on screen draws). Then
-it opens the Attention and the Position-embeddings tabs in turn (each draws for the new photo when
-opened) and clicks random patches on the tab's photo, pausing like a person between clicks; it
-uploads a new photo after every `--clicks` clicks. It stops after `--duration` seconds or
-`--max-requests` requests, whichever comes first, and prints the requests, the errors, p50/p95
-latency per kind of request, and (when it started the server) the server's memory over the run.
+Each user is a thread with its own Gradio session, and does what a browser does. It uploads its
+own photo (a bundled example, cropped and tinted differently per upload, so the model really runs),
+runs the analysis and what follows it; then it opens the Attention and the Position-embeddings tabs
+in turn and clicks random patches on the tab's photo, pausing like a person between clicks; it
+uploads a new photo after every `--clicks` clicks. Like a browser it also runs the listeners of
+every gr.State a request changed (that is how a tab draws: "tab redraw"), downloads every picture
+a request returns (part of the request's latency), and runs the app's 5-second timer. It stops after
+`--duration` seconds or `--max-requests` requests, whichever comes first, and prints the requests,
+the errors, p50/p95 latency per kind of request, and (when it started the server) the server's
+memory over the run.
 """
 
 import argparse
@@ -97,11 +99,12 @@ class Listeners:
 
     upload: int
     analyse: int
-    redraws: list[int]  # what the browser runs after the analysis of an upload
+    after_analyse: list[int]  # what the browser runs after the analysis of an upload
     tab_select: int  # a click on a tab's title
-    tab_draws: list[int]  # what the browser runs after it
     tab_index: dict[str, int]  # "attention click" / "positions click" → the position of its tab in the bar
     clicks: dict[str, int]  # "attention click" / "positions click" → its .select listener
+    on_change: dict[int, list[int]]  # a gr.State's id → the listeners of its change event
+    timer: tuple[int, float]  # the listener of the shell's gr.Timer, and its interval in seconds
 
     @classmethod
     def of(cls, config: dict) -> "Listeners":
@@ -111,10 +114,21 @@ class Listeners:
         tab_select = next(d["id"] for d in deps if d["targets"][0] == [tab_bar, "select"])
         tab_ids = [c["props"].get("id") for c in components if c["type"] == "tabitem"]
         photos = {c["id"] for c in components if c.get("props", {}).get("label") == CLICKABLE_PHOTO}
-        on_photo = {len(d["inputs"]): d["id"] for d in deps if d["targets"][0] in ([i, "select"] for i in photos)}
-        clicks = {kind: on_photo[1 + len(inputs)] for kind, inputs in CLICK_INPUTS.items()}  # + the analysis State
+        states = {c["id"] for c in components if c["type"] == "state"}
+        on_photo = {len(set(d["inputs"]) - states): d["id"] for d in deps
+                    if d["targets"][0] in ([i, "select"] for i in photos)}  # told apart by their widget inputs
+        clicks = {kind: on_photo[len(inputs)] for kind, inputs in CLICK_INPUTS.items()}
+        on_change = defaultdict(list)
+        for d in deps:
+            if d["targets"][0][0] in states and d["targets"][0][1] == "change":
+                on_change[d["targets"][0][0]].append(d["id"])
+        # The shell's timer (the Train tab's own runs only once that tab has been opened).
+        tick = by_name["rescan_if_changed"]
+        ticked = next(d["targets"][0][0] for d in deps if d["id"] == tick)
+        timer = next(c for c in components if c["id"] == ticked)
         return cls(by_name["use_upload"], by_name["analyse"], chain(deps, by_name["analyse"]), tab_select,
-                   chain(deps, tab_select), {kind: tab_ids.index(tab) for kind, tab in CLICKED_TAB.items()}, clicks)
+                   {kind: tab_ids.index(tab) for kind, tab in CLICKED_TAB.items()}, clicks, dict(on_change),
+                   (tick, timer["props"]["value"]))
 
 
 def chain(deps: list[dict], first: int) -> list[int]:
@@ -150,10 +164,11 @@ class Session:
         return {"path": response.raise_for_status().json()[0], "orig_name": path.name,
                 "meta": {"_type": "gradio.FileData"}}
 
-    def run(self, fn_index: int, *values, event_data: dict | None = None) -> list:
+    def run(self, fn_index: int, *values, event_data: dict | None = None) -> dict:
         """Run listener `fn_index`: `values` fill its inputs in order, skipping State inputs (their
         values live on the server); inputs left over send their initial value, as an untouched
-        widget does. Returns the outputs, or raises with the server's message."""
+        widget does. Then download the files it returns, as the browser shows them. Returns its
+        output ("data", "changed_state_ids"), or raises with the server's message."""
         given = iter(values)
         data = [None if self.types[i] == "state" else next(given, self.defaults[i])
                 for i in self.deps[fn_index]["inputs"]]
@@ -173,24 +188,37 @@ class Session:
                 if message.get("event_id") == event_id and message["msg"] == "process_completed":
                     if not message.get("success"):
                         raise RuntimeError(message.get("output", {}).get("error") or "failed")
-                    return message["output"]["data"]
+                    for url in file_urls(message["output"]["data"]):
+                        self.http.get(url).raise_for_status()
+                    return message["output"]
         raise RuntimeError("the event stream closed before the result")
 
-    def select(self, fn_index: int, index, *values) -> list:
+    def select(self, fn_index: int, index, *values) -> dict:
         """Select `index` (a tab's position, or [x, y] on an image) for `.select` listener `fn_index`."""
         return self.run(fn_index, *values, event_data={"index": index, "value": None, "selected": True})
 
 
-def timed(results: Results, kind: str, request: Callable[[], object]) -> bool:
-    """Run `request()`, record its latency or its error under `kind`; True when it worked."""
+def file_urls(data) -> list[str]:
+    """The URLs of the files (pictures) in a listener's output data, at any depth."""
+    if isinstance(data, dict):
+        if data.get("meta", {}).get("_type") == "gradio.FileData" and data.get("url"):
+            return [data["url"]]
+        return [url for value in data.values() for url in file_urls(value)]
+    if isinstance(data, list):
+        return [url for value in data for url in file_urls(value)]
+    return []
+
+
+def timed(results: Results, kind: str, request: Callable[[], dict]) -> dict | None:
+    """Run `request()`, record its latency or its error under `kind`; its output when it worked."""
     start = time.perf_counter()
     try:
-        request()
+        output = request()
     except Exception as e:  # any failure counts as an error of the run, and the user goes on
         results.record(kind, None, f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}")
-        return False
+        return None
     results.record(kind, time.perf_counter() - start)
-    return True
+    return output
 
 
 def user(url: str, checkpoint: str, index: int, start_at: float, stop_at: float, max_requests: int,
@@ -208,31 +236,45 @@ def user(url: str, checkpoint: str, index: int, start_at: float, stop_at: float,
     def running() -> bool:
         return time.time() < stop_at and results.count() < max_requests
 
+    tick, tick_every_s = listeners.timer
+    next_tick = time.time() + tick_every_s
+
+    def request(kind: str, send: Callable[[], dict]) -> bool:
+        """One request, then what the browser runs because of it: the app's timer when it is due,
+        and the change listeners of the States the request changed (which draw the tabs)."""
+        nonlocal next_tick
+        output = timed(results, kind, send)
+        if time.time() >= next_tick and running():
+            next_tick += tick_every_s
+            timed(results, "timer tick", lambda: session.run(tick))
+        for state in (output or {}).get("changed_state_ids", []):
+            for listener in listeners.on_change.get(state, []):
+                if running():
+                    request("tab redraw", lambda: session.run(listener))
+        return output is not None
+
     with contextlib.closing(session):
         while running():
             photo = make_photo(rng, folder)
-            uploaded = (timed(results, "upload", lambda: session.run(listeners.upload, session.upload(photo)))
-                        and timed(results, "analyse", lambda: session.run(listeners.analyse, checkpoint, "final")))
+            uploaded = (request("upload", lambda: session.run(listeners.upload, session.upload(photo)))
+                        and request("analyse", lambda: session.run(listeners.analyse, checkpoint, "final")))
             photo.unlink()
             if not uploaded:
                 continue
-            for redraw in listeners.redraws:
+            for listener in listeners.after_analyse:
                 if running():
-                    timed(results, "tab redraw", lambda: session.run(redraw))
+                    request("after analyse", lambda: session.run(listener))
             for kind in rng.sample(list(CLICK_INPUTS), len(CLICK_INPUTS)):  # both tabs, in a random order
                 time.sleep(rng.uniform(0.5, 1.5) * think_s)
                 if not running():
                     break
-                timed(results, "tab open", lambda: session.select(listeners.tab_select, listeners.tab_index[kind]))
-                for draw in listeners.tab_draws:
-                    if running():
-                        timed(results, "tab redraw", lambda: session.run(draw))
+                request("tab open", lambda: session.select(listeners.tab_select, listeners.tab_index[kind]))
                 for _ in range(clicks_per_photo // len(CLICK_INPUTS)):
                     time.sleep(rng.uniform(0.5, 1.5) * think_s)
                     if not running():
                         break
                     x, y = rng.randrange(200), rng.randrange(200)  # the shown photos are at least 200 px a side
-                    timed(results, kind, lambda: session.select(listeners.clicks[kind], [x, y], *CLICK_INPUTS[kind]))
+                    request(kind, lambda: session.select(listeners.clicks[kind], [x, y], *CLICK_INPUTS[kind]))
 
 
 def client_checkpoint(config: dict) -> str:

@@ -1,6 +1,7 @@
 """One browser session of an app built in-process (no server): trigger a listener and the listeners
 chained after it (.then, .success) in order, as Gradio does, keeping what they return as the
-session's values. Enough to check which handlers run, and what they compute, for one user."""
+session's values, and run the change listeners of every gr.State a listener changed, as the
+browser does. Enough to check which handlers run, and what they compute, for one user."""
 
 from typing import Any
 
@@ -12,6 +13,7 @@ class Session:
     def __init__(self, demo: gr.Blocks):
         self.demo = demo
         self.values: dict[int, Any] = {}  # block id → the value last sent to it in this session
+        self.finished: list[BlockFunction] = []  # the listeners that ran without an error, in order
 
     def value(self, block: Block) -> Any:
         """The block's value in this session: the last one sent to it, else its initial value."""
@@ -41,12 +43,16 @@ class Session:
             succeeded = False
         else:
             succeeded = True
-            self._store(block_fn.outputs, result)
+            self.finished.append(block_fn)
+            for state in self._store(block_fn.outputs, result):
+                self.trigger(state, "change")
         for after in self.demo.fns.values():
             if after.trigger_after == block_fn._id and (succeeded or not after.trigger_only_on_success):
                 self._run_chain(after)
 
-    def _store(self, outputs: list[Block], result: Any) -> None:
+    def _store(self, outputs: list[Block], result: Any) -> list[Block]:
+        """Keep `result` as the outputs' values; the gr.State outputs whose value changed."""
+        before = {block._id: self.value(block) for block in outputs if isinstance(block, gr.State)}
         if len(outputs) == 1:
             result = [result]
         elif result == gr.skip():
@@ -59,6 +65,7 @@ class Session:
                     self.values[block._id] = value["value"]
             else:
                 self.values[block._id] = value
+        return [block for block in outputs if block._id in before and self.value(block) != before[block._id]]
 
 
 # --- the vitviz shell ------------------------------------------------------------------------------

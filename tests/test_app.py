@@ -95,7 +95,11 @@ def test_every_tab_returns_one_value_per_output_with_and_without_an_analysis(tab
 def test_the_segment_tab_draws_the_overlay_at_the_photos_size(tabs):
     ctx, refreshes, key = tabs
     photo, overlay, shares, *maps, guess, note = refreshes["segment"].fn(key, 0.5)
-    assert overlay.shape == PHOTO.shape and photo.shape == PHOTO.shape
+    for path in (photo, overlay):  # PNG files, quick to encode: lossless, at the photo's size
+        with Image.open(path) as png:
+            assert png.format == "PNG" and np.asarray(png).shape == PHOTO.shape
+    with Image.open(photo) as png:
+        assert np.array_equal(np.asarray(png), PHOTO)
     assert "70×45" in shares and len(maps) == 3
     assert "no class-token head" in note
 

@@ -218,7 +218,7 @@ def test_colourise_ends_and_overlay_size():
 def test_pictures_of_a_photo_smaller_than_the_grid():
     tiny = _photo(2, 3)
     for patch in range(16):  # most patches of a 4x4 grid have no pixel of their own here
-        assert am.photo_with_patch(tiny, (4, 4), patch).shape == (2, 3, 3)
+        assert am.outline_patch(am.draw_patch_grid(tiny, (4, 4)), patch, (4, 4)).shape == (2, 3, 3)
         assert am.overlay(tiny, np.ones((4, 4)), patch).shape == (2, 3, 3)
 
 
@@ -269,6 +269,7 @@ def test_attention_tab_builds_and_refreshes(which, request):
     on_click = _handler(demo, "on_click")
     clicked = on_click(key, 2, "key", "global", gr.SelectData(None, {"index": [60, 0], "value": None}))
     assert clicked[0] == 3  # top-right patch of the 4x4 grid
+    assert not any(isinstance(value, dict) for value in clicked)  # plain values: no gr.update, no config rebuild
 
     empty = refresh.fn(None, *[c.value for c in refresh.inputs])
     assert empty[2] == text("attention.no_photo")
@@ -312,10 +313,12 @@ def test_attention_pictures_and_their_png_files(which, request, tmp_path):
             assert png.format == "PNG" and np.array_equal(np.asarray(png), picture)  # lossless
 
 
-def test_png_folders_are_separate_per_save_and_pruned(tmp_path):
+def test_png_folders_are_separate_per_save_and_pruned(tmp_path, monkeypatch):
     import os
 
     from vitviz import downloads
+
+    monkeypatch.setattr(downloads, "PRUNE_EVERY_S", 0)  # look over the folder at every save
 
     picture = {"x": np.zeros((4, 4, 3), np.uint8)}
     first, second = downloads.save_pngs(picture, tmp_path)[0], downloads.save_pngs(picture, tmp_path)[0]
@@ -337,8 +340,6 @@ def test_the_png_button_saves_the_pictures_on_screen(tiny_checkpoint):
 
     demo, ctx, refresh = _tab(tiny_checkpoint)
     key = AnalysisKey(ctx.photos.put(_photo()), str(tiny_checkpoint), None)
-    out = refresh.fn(key, *[c.value for c in refresh.inputs])
-    assert out[8]["visible"] is False  # no stale PNG list next to a new photo
     files = _handler(demo, "on_save")(key, 3, 2, "query", "local")
     paths = files["value"]
     assert files["visible"] and len(paths) == 4  # photo, heads, layers × heads, rollout
@@ -348,3 +349,21 @@ def test_the_png_button_saves_the_pictures_on_screen(tiny_checkpoint):
         expected = attention_tab.attention_pictures(ctx.analysis_for(key), 3, 2, "query", "local").heads
         assert np.array_equal(np.asarray(heads), expected)
     assert _handler(demo, "on_save")(None, 3, 2, "query", "local") is not None  # a warning, not a crash
+    out = refresh.fn(AnalysisKey(ctx.photos.put(_photo()[::-1].copy()), str(tiny_checkpoint), None),
+                     *[c.value for c in refresh.inputs])
+    assert out[8]["visible"] is False  # no stale PNG list next to a new photo
+
+
+def test_a_shared_png_is_written_once_per_content(tmp_path):
+    from PIL import Image
+
+    from vitviz import downloads
+
+    picture = np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    path = downloads.shared_png("map", picture, tmp_path)
+    written = path.stat().st_mtime_ns
+    assert downloads.shared_png("map", picture.copy(), tmp_path) == path and path.stat().st_mtime_ns == written
+    with Image.open(path) as png:
+        assert np.array_equal(np.asarray(png), picture)
+    other = downloads.shared_png("map", picture[::-1].copy(), tmp_path)
+    assert other != path and [p.name for p in other.parent.iterdir()] == ["map.png"]  # no partial file left

@@ -14,7 +14,7 @@ from vitviz.journey import (comparison_embed, forward_flops, journey_pictures, j
 from vitviz.model import SegmentationViT, ViTConfig
 from vitviz.patches import LinearPatchEmbed, patchify
 from vitviz.presets import preset
-from vitviz.ui.journey import display_photo
+from vitviz.ui.journey import DISPLAY_SIDE
 
 SEED = preset("seed")[0]
 
@@ -45,10 +45,10 @@ def test_clicks_on_a_non_square_photo_split_width_and_height_evenly():
 
 
 def test_the_clickable_photo_keeps_the_aspect_ratio_of_the_photo(analysis):
-    shown = display_photo(analysis)
+    shown = analysis.click_target(DISPLAY_SIDE, None)
     assert shown.shape == analysis.photo.shape  # a small photo is shown at its own size
-    big = dataclasses.replace(analysis, photo=np.zeros((1200, 1800, 3), np.uint8))
-    assert display_photo(big).shape == (427, 640, 3)
+    big = dataclasses.replace(analysis, photo=np.zeros((1200, 1800, 3), np.uint8), _fitted={})
+    assert big.click_target(DISPLAY_SIDE, 0).shape == (427, 640, 3)
 
 
 def test_the_table_has_one_row_per_traced_stage_and_a_total(analysis, tiny_checkpoint):

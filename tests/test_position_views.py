@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from vitviz import position_views as pv
+from vitviz.attention_maps import draw_patch_grid, fit_photo, outline_patch
 from vitviz.checkpoint import load_model
 from vitviz.i18n import text
 from vitviz.inference import ModelCache
@@ -147,7 +148,9 @@ def test_positions_tab_builds_refreshes_and_clicks(which, request):
     assert len(out) == len(refresh.outputs)
     learned_map = out[3]
     assert (learned_map is None) == (which == "tiny_class_checkpoint")
-    assert out[4].shape == out[5].shape == (256, 256, 3)  # 1D and 2D similarity maps, 4x4 grid
+    maps = [np.asarray(Image.open(path)) for path in out[4:6]]  # 1D and 2D similarity maps, as PNG files
+    assert maps[0].shape == maps[1].shape == (256, 256, 3)  # a 4x4 grid
+    assert out[4:6] == refresh.fn(key, *inputs)[4:6]  # the same maps again: the same files, encoded once
     # A new photo of the same model: only the clicked-patch views are sent again.
     drawn = inputs[:3] + [out[-1]] + inputs[4:]
     again = refresh.fn(AnalysisKey(ctx.photos.put(photo[::-1].copy()), str(checkpoint), None), *drawn)
@@ -165,6 +168,7 @@ def test_positions_tab_builds_refreshes_and_clicks(which, request):
     on_save = next(f.fn for f in demo.fns.values() if f.fn is not None and f.fn.__name__ == "on_save")
     saved = on_save(key, 3)
     assert saved["visible"] and Path(saved["value"][0]).name == "positions-patch3-photo.png"
-    expected = positions_tab.photo_with_patch(ctx.analysis_for(key).photo_fitted(positions_tab.PHOTO_SIDE), (4, 4), 3)
+    photo = fit_photo(ctx.analysis_for(key).photo, positions_tab.PHOTO_SIDE)
+    expected = outline_patch(draw_patch_grid(photo, (4, 4)), 3, (4, 4))
     with Image.open(saved["value"][0]) as png:
         assert png.format == "PNG" and np.array_equal(np.asarray(png), expected)  # lossless, patch 3 outlined

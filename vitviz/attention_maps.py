@@ -10,6 +10,7 @@ over the photo with the clicked patch outlined, labelled tiles, and a PNG scatte
 No Gradio here, so every function can be tested and reused on its own.
 """
 
+import functools
 import math
 from typing import Literal, Sequence
 
@@ -220,14 +221,15 @@ def signed_to_unit(values: np.ndarray | torch.Tensor, limit: float) -> np.ndarra
     return (np.asarray(values, dtype=np.float64) / max(limit, 1e-12) + 1) / 2
 
 
-def upsample_nearest(grid_map: np.ndarray, height: int, width: int) -> np.ndarray:
+def upsample_nearest(grid_map: np.ndarray, height: int, width: int, axis: int = 0) -> np.ndarray:
     """(rows, cols, ...) → (height, width, ...): every pixel takes its patch's value, the same
-    pixel → patch rule as `click_to_patch`, so the blocks show the model's real resolution."""
-    rows, cols = grid_map.shape[:2]
+    pixel → patch rule as `click_to_patch`, so the blocks show the model's real resolution. The
+    (rows, cols) axes start at `axis` (1 for a stack of maps)."""
+    rows, cols = grid_map.shape[axis:axis + 2]
     row_of_pixel = np.arange(height) * rows // height
     col_of_pixel = np.arange(width) * cols // width
     # Two one-axis gathers: several times faster than one gather with broadcast (h, w) indices.
-    return grid_map.take(row_of_pixel, axis=0).take(col_of_pixel, axis=1)
+    return grid_map.take(row_of_pixel, axis=axis).take(col_of_pixel, axis=axis + 1)
 
 
 def grid_map_image(values: np.ndarray, cell: int) -> np.ndarray:
@@ -253,14 +255,24 @@ def fit_photo(photo: np.ndarray, max_side: int) -> np.ndarray:
 
 def outline_patch(image: np.ndarray, patch: int, grid: tuple[int, int], colour=OUTLINE) -> np.ndarray:
     """A copy of `image` with a rectangle around the pixels of `patch`."""
+    outlined = image.copy()
+    outline_patch_in_place(outlined, patch, grid, colour)
+    return outlined
+
+
+def outline_patch_in_place(image: np.ndarray, patch: int, grid: tuple[int, int], colour=OUTLINE) -> None:
+    """Draw the rectangle of `outline_patch` into `image` itself: four array slices, the same
+    pixels as Pillow's `rectangle(box, width)`, without converting a picture a click draws dozens of."""
     h, w = image.shape[:2]
     x0, y0, x1, y1 = patch_box(patch, grid, w, h)
     # An image smaller than the grid has patches without a pixel of their own: mark the nearest one.
     x0, y0 = min(x0, w - 1), min(y0, h - 1)
-    box = (x0, y0, max(x0, x1), max(y0, y1))
-    picture = Image.fromarray(image)
-    ImageDraw.Draw(picture).rectangle(box, outline=colour, width=max(1, min(h, w) // 100))
-    return np.asarray(picture)
+    x1, y1 = max(x0, min(x1, w - 1)), max(y0, min(y1, h - 1))
+    line = max(1, min(h, w) // 100)
+    image[y0:min(y0 + line, y1 + 1), x0:x1 + 1] = colour
+    image[max(y1 - line + 1, y0):y1 + 1, x0:x1 + 1] = colour
+    image[y0:y1 + 1, x0:min(x0 + line, x1 + 1)] = colour
+    image[y0:y1 + 1, max(x1 - line + 1, x0):x1 + 1] = colour
 
 
 def draw_patch_grid(image: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
@@ -276,50 +288,66 @@ def draw_patch_grid(image: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     return lined.round().astype(np.uint8)
 
 
-def photo_with_patch(photo: np.ndarray, grid: tuple[int, int], patch: int | None) -> np.ndarray:
-    """The click target: the photo with its patch grid, and the chosen patch outlined."""
-    lined = draw_patch_grid(photo, grid)
-    return lined if patch is None else outline_patch(lined, patch, grid)
-
-
 def overlay(photo: np.ndarray, heat: np.ndarray | torch.Tensor, patch: int | None = None,
             alpha: float = 0.6) -> np.ndarray:
     """A (rows, cols) map in [0, 1], coloured and blended over the photo at the photo's own size,
     with `patch` outlined."""
-    heat = np.asarray(heat, dtype=np.float64)
+    return overlays(photo, np.asarray(heat)[None], patch, alpha)[0]
+
+
+def overlays(photo: np.ndarray, heats: np.ndarray | torch.Tensor, patch: int | None = None,
+             alpha: float = 0.6) -> np.ndarray:
+    """`overlay` for a stack of (n, rows, cols) maps at once → (n, H, W, 3): a click draws dozens."""
+    heats = np.asarray(heats, dtype=np.float64)
     h, w = photo.shape[:2]
     # Colour the (rows, cols) cells, then enlarge: the same picture as colouring every pixel,
-    # for a few hundred colour look-ups instead of one per pixel (a click draws dozens of maps).
-    colours = upsample_nearest(colourise(heat), h, w)
+    # for a few hundred colour look-ups instead of one per pixel.
+    colours = upsample_nearest(colourise(heats), h, w, axis=1)
     blended = photo.astype(np.float32) * (1 - alpha) + colours.astype(np.float32) * alpha
     blended = (blended + 0.5).astype(np.uint8)
-    return blended if patch is None else outline_patch(blended, patch, heat.shape)
+    if patch is not None:
+        for picture in blended:
+            outline_patch_in_place(picture, patch, heats.shape[1:])
+    return blended
 
 
+@functools.lru_cache(maxsize=16)
 def font(size: int) -> ImageFont.FreeTypeFont:
     """Pillow's bundled font: no font files or network needed."""
     return ImageFont.load_default(size=size)
 
 
-def tile(images: Sequence[np.ndarray], labels: Sequence[str], columns: int, gap: int = 6) -> np.ndarray:
-    """Same-sized images laid out in a grid on white, each with its label above it."""
-    if not images:
+def tile(images: Sequence[np.ndarray] | np.ndarray, labels: Sequence[str], columns: int, gap: int = 6) -> np.ndarray:
+    """Same-sized images (a list, or one (n, H, W, 3) array) laid out in a grid on white, each with
+    its label above it."""
+    if len(images) == 0:
         raise ValueError("nothing to tile")
     if len(labels) != len(images):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     h, w = images[0].shape[:2]
-    text = font(max(10, min(18, w // 8)))
-    label_h = text.size + 6
+    size = max(10, min(18, w // 8))
+    label_h = font(size).size + 6
     columns = max(1, min(columns, len(images)))
     rows = -(-len(images) // columns)
-    sheet = Image.new("RGB", (columns * (w + gap) + gap, rows * (h + label_h + gap) + gap), "white")
-    draw = ImageDraw.Draw(sheet)
+    sheet = np.full((rows * (h + label_h + gap) + gap, columns * (w + gap) + gap, 3), 255, np.uint8)
     for i, (image, label) in enumerate(zip(images, labels)):
         row, col = divmod(i, columns)
         x, y = gap + col * (w + gap), gap + row * (h + label_h + gap)
-        draw.text((x, y), label, fill="black", font=text)
-        sheet.paste(Image.fromarray(image), (x, y + label_h))
-    return np.asarray(sheet)
+        sheet[y:y + label_h, x:x + w + gap] = label_strip(label, w + gap, size)
+        sheet[y + label_h:y + label_h + h, x:x + w] = image
+    return sheet
+
+
+@functools.lru_cache(maxsize=512)
+def label_strip(label: str, width: int, size: int) -> np.ndarray:
+    """`label` in black on a white strip `width` pixels wide. Cached: a click draws the same "L1 H1"…
+    labels again, and rendering text is the slow part of a tile."""
+    text = font(size)
+    strip = Image.new("RGB", (width, text.size + 6), "white")
+    ImageDraw.Draw(strip).text((0, 0), label, fill="black", font=text)
+    picture = np.asarray(strip)
+    picture.flags.writeable = False  # shared by every caller
+    return picture
 
 
 def distance_figure(distances: torch.Tensor, lang: str = DEFAULT) -> go.Figure:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vitviz.attention_maps import (Direction, Scale, class_token_attention, normalise_maps, overlay, patch_attention,
-                                   patch_slice, photo_with_patch, tile)
+from vitviz.attention_maps import (Direction, Scale, class_token_attention, normalise_maps, overlay, overlays,
+                                   patch_attention, patch_slice, tile)
 from vitviz.inference import Analysis
 
 PHOTO_SIDE = 512  # the clickable photo and the rollout are shown at most this large
@@ -44,11 +44,11 @@ def attention_pictures(analysis: Analysis, patch: int, layer: int, direction: Di
 
     raw = torch.stack([patch_attention(attentions, l, patch, has_cls, direction, grid) for l in range(depth)])
     per_head = normalise_maps(raw[layer - 1], scale)
-    heads = tile([overlay(small, m, patch) for m in per_head], [f"head {h + 1}" for h in range(len(per_head))],
+    heads = tile(overlays(small, per_head, patch), [f"head {h + 1}" for h in range(len(per_head))],
                  columns=min(4, len(per_head)))
 
     every_layer = normalise_maps(raw, scale)
-    overview = tile([overlay(thumb, m, patch) for m in every_layer.flatten(0, 1)],
+    overview = tile(overlays(thumb, every_layer.flatten(0, 1), patch),
                     [f"L{l + 1} H{h + 1}" for l in range(depth) for h in range(every_layer.shape[1])],
                     columns=every_layer.shape[1])
 
@@ -58,6 +58,6 @@ def attention_pictures(analysis: Analysis, patch: int, layer: int, direction: Di
     class_map = None
     if has_cls:
         cls_maps = normalise_maps(class_token_attention(attentions, layer - 1, grid), scale)
-        class_map = tile([overlay(small, m) for m in cls_maps], [f"head {h + 1}" for h in range(len(cls_maps))],
+        class_map = tile(overlays(small, cls_maps), [f"head {h + 1}" for h in range(len(cls_maps))],
                          columns=min(4, len(cls_maps)))
-    return AttentionPictures(photo_with_patch(photo, grid, patch), heads, overview, rollout, class_map)
+    return AttentionPictures(analysis.click_target(PHOTO_SIDE, patch), heads, overview, rollout, class_map)

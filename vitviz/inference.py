@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vitviz.attention_maps import attention_rollout, fit_photo
+from vitviz.attention_maps import attention_rollout, draw_patch_grid, fit_photo, outline_patch
 from vitviz.checkpoint import load_model, read_config
 from vitviz.model import SegmentationViT
 from vitviz.trace import Trace
@@ -31,7 +31,7 @@ class Analysis:
     labels: list[str]  # names of the class-token head's classes
     patch_size: int
     has_class_token: bool
-    _fitted: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    _fitted: dict[tuple[int, bool], np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def image_size(self) -> int:
@@ -41,11 +41,19 @@ class Analysis:
     def grid(self) -> tuple[int, int]:
         return self.image_size // self.patch_size, self.image_size // self.patch_size
 
-    def photo_fitted(self, max_side: int) -> np.ndarray:
-        """The photo shrunk to fit `max_side` (`fit_photo`), kept: every click redraws on it."""
-        if max_side not in self._fitted:
-            self._fitted[max_side] = fit_photo(self.photo, max_side)
-        return self._fitted[max_side]
+    def photo_fitted(self, max_side: int, with_grid: bool = False) -> np.ndarray:
+        """The photo shrunk to fit `max_side` (`fit_photo`), with faint lines between its patches
+        when `with_grid`; kept: every click redraws on it."""
+        if (max_side, with_grid) not in self._fitted:
+            fitted = fit_photo(self.photo, max_side)
+            self._fitted[max_side, with_grid] = draw_patch_grid(fitted, self.grid) if with_grid else fitted
+        return self._fitted[max_side, with_grid]
+
+    def click_target(self, max_side: int, patch: int | None) -> np.ndarray:
+        """The photo fitted to `max_side` with its patch grid, and `patch` outlined: what a tab's
+        clickable photo shows."""
+        lined = self.photo_fitted(max_side, with_grid=True)
+        return lined if patch is None else outline_patch(lined, patch, self.grid)
 
     @property
     def nbytes(self) -> int:

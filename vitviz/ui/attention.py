@@ -14,7 +14,7 @@ from vitviz.checkpoint import CheckpointError
 from vitviz.downloads import save_pngs
 from vitviz.i18n import DEFAULT, text
 from vitviz.inference import Analysis
-from vitviz.ui.common import AnalysisKey, Context, Refresh, localized_choices
+from vitviz.ui.common import HIDE_SAVED, AnalysisKey, Context, Refresh, localized_choices, saved_files, show_saved
 
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 
@@ -38,8 +38,7 @@ def build(ctx: Context) -> Refresh:
                 ("attention.local", "local"), ("attention.global", "global"))}, value="local")
             save = ctx.localized(gr.Button, {"value": "attention.save"}, size="sm", variant="secondary",
                                  elem_id="attention-save")
-            saved = ctx.localized(gr.File, {"label": "attention.saved"}, file_count="multiple", visible=False,
-                                  interactive=False, elem_id="attention-png")
+            saved = saved_files(ctx, elem_id="attention-png")
         with gr.Column(scale=2):
             ctx.localized(gr.Markdown, {"value": "attention.heads_text"})
             heads = ctx.localized(figure, {"label": "attention.heads"}, elem_id="attention-heads", fast=True)
@@ -56,7 +55,7 @@ def build(ctx: Context) -> Refresh:
     ctx.localized(gr.Markdown, {"value": "attention.distance_text"})
     distance_plot = ctx.localized(gr.Plot, {"label": "attention.distance"}, show_label=False)
 
-    patch_outputs = [patch, photo, status, heads, overview, rollout, class_note, class_map, saved]
+    patch_outputs = [patch, photo, status, heads, overview, rollout, class_note, class_map]
     controls = [layer, direction, scale]
 
     def on_click(key: AnalysisKey | None, layer_: int, direction_: str, scale_: str, evt: gr.SelectData,
@@ -83,16 +82,19 @@ def build(ctx: Context) -> Refresh:
                 lang: str = DEFAULT):
         analysis = load_analysis(ctx, key, warn=False, lang=lang)
         if analysis is None:
-            return [None, None, text("attention.no_photo", lang), None, None, None, "", None,
-                    gr.update(value=None, visible=False), gr.skip(), None]
+            return [None, None, text("attention.no_photo", lang), None, None, None, "", None, HIDE_SAVED,
+                    gr.skip(), None]
         depth = len(analysis.trace.attentions)
         layer_ = min(max(int(layer_), 1), depth)
         distances = mean_attention_distance(analysis.trace.attentions, analysis.grid, analysis.patch_size,
                                             analysis.has_class_token)
-        views = patch_views(analysis, patch_in_grid(patch_, analysis.grid), layer_, direction_, scale_, lang)
+        *views, class_map_picture = patch_views(analysis, patch_in_grid(patch_, analysis.grid), layer_, direction_,
+                                                scale_, lang)
+        # A model without a class token has nothing to draw there: hide the box rather than leave it empty.
+        class_map_update = gr.update(value=class_map_picture, visible=analysis.has_class_token)
         # A Gradio slider needs minimum < maximum, so a one-layer model gets a locked 1…2 slider.
         layer_slider = gr.update(minimum=1, maximum=max(depth, 2), value=layer_, interactive=depth > 1)
-        return [*views, layer_slider, distance_figure(distances, lang)]
+        return [*views, class_map_update, HIDE_SAVED, layer_slider, distance_figure(distances, lang)]
 
     def on_save(key: AnalysisKey | None, patch_: int | None, layer_: int, direction_: str, scale_: str,
                 lang: str = DEFAULT):
@@ -104,13 +106,13 @@ def build(ctx: Context) -> Refresh:
         layer_ = min(max(int(layer_), 1), len(analysis.trace.attentions))
         pictures = attention_pictures(analysis, clicked, layer_, direction_, scale_)
         stem = f"attention-patch{clicked}-layer{layer_}-{direction_}-{scale_}"
-        return gr.update(value=[str(p) for p in save_pngs(pictures.named(stem))], visible=True)
+        return show_saved(save_pngs(pictures.named(stem)))
 
     photo.select(on_click, [ctx.analysis, *controls, ctx.language], patch_outputs)
     save.click(on_save, [ctx.analysis, patch, *controls, ctx.language], saved)
     for control in controls:
         control.change(on_control, [ctx.analysis, patch, *controls, ctx.language], patch_outputs)
-    return Refresh(refresh, [patch, *controls, ctx.language], [*patch_outputs, layer, distance_plot])
+    return Refresh(refresh, [patch, *controls, ctx.language], [*patch_outputs, saved, layer, distance_plot])
 
 
 def patch_views(analysis: Analysis, patch: int, layer: int, direction: str, scale: str,
@@ -130,11 +132,10 @@ def patch_views(analysis: Analysis, patch: int, layer: int, direction: str, scal
     reads = text("attention.reads_query" if direction == "query" else "attention.reads_key", lang)
     status = text("attention.status", lang, patch=patch, row=row + 1, col=col + 1, rows=rows, cols=cols, reads=reads,
                   layer=layer, depth=depth, uniform=uniform_attention_distance(grid, analysis.patch_size))
-    # A model without a class token has nothing to draw there: hide the box rather than leave it empty.
-    # PNG files saved for an earlier patch no longer match the pictures: hide them too. (gr.update,
-    # not a new gr.Image: a component returned from a handler makes Gradio rebuild its config.)
+    # Plain values, not gr.update: an update makes Gradio rebuild the component's config. The class
+    # map's box is shown or hidden by `refresh`, which runs for every new photo or checkpoint.
     return [patch, pictures.photo, status, pictures.heads, pictures.overview, pictures.rollout, class_note,
-            gr.update(value=pictures.class_token, visible=has_cls), gr.update(value=None, visible=False)]
+            pictures.class_token]
 
 
 def figure(label: str, elem_id: str | None = None, fast: bool = False) -> gr.Image:

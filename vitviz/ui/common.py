@@ -6,9 +6,9 @@ tab's `Refresh` the new key; a tab never runs the model itself, it reads `ctx.an
 which is served from the cache (one forward pass per photo, checkpoint and epoch).
 
 A tab module exposes `build(ctx: Context) -> Refresh`, called inside its `gr.Tab`. The shell
-wraps every tab's Refresh with `only_when_shown`: a tab draws while it is on screen, or when it
-is opened, never in the background. A new photo then costs the drawing of one tab, not five: on
-a 2-core server shared by a classroom that is the difference between a queue and none.
+makes every tab's Refresh `lazy`: a tab draws while it is on screen, or when it is opened, never
+in the background. A new photo then costs the drawing of one tab, not five: on a 2-core server
+shared by a classroom that is the difference between a queue and none.
 
 Languages: the shell's language picker is `ctx.language`. A component whose label or text the
 picker must change is made with `ctx.localized(...)`; the picker's change event sends every such
@@ -59,37 +59,59 @@ class Refresh:
     outputs: list = field(default_factory=list)
 
 
-def only_when_shown(refresh: Refresh, tab_id: str, shown_tab: gr.State) -> Refresh:
-    """`refresh` made to draw only while tab `tab_id` is the one on screen (`shown_tab` holds its
-    id), and only when its key or inputs differ from its last drawing. The shell calls it after
-    every new analysis and whenever a tab is opened, so the tab computes once, when looked at.
-    Inputs the tab also writes (its clicked patch, its own controls) are left out of the comparison:
-    the tab's own handlers keep its views in step with them. Call it inside the tab: it adds a
-    `gr.State` there."""
-    drawn = gr.State(None)  # (key, *watched inputs) of the tab's last drawing
+@dataclass
+class LazyView:
+    """A view that draws only when it should show something new. `wanted` holds what it should
+    show: (analysis key, *watched inputs). The shell sets it (`want`) for the tab on screen, after a
+    new analysis and when a tab is opened; its change event draws the view. Setting it to what it
+    already holds fires nothing, so reopening a tab for the same photo costs nothing, and a tab off
+    screen is not even part of the event: in Gradio 6 every output an event skips still costs a
+    rebuild of that component's config (about a millisecond each, dozens per tab)."""
+
+    tab_id: str | None  # the tab it lives in; None for a view always on screen (the tour panel)
+    wanted: gr.State
+    watched: list  # the inputs its drawing depends on, other than those it writes itself
+
+
+def lazy(refresh: Refresh, tab_id: str | None, analysis: gr.State) -> LazyView:
+    """`refresh` drawn whenever its LazyView's `wanted` changes. Call it inside the tab: the State
+    it adds, placed between two tabs, would shift the later tabs' order in the browser. Inputs the
+    view also writes (its clicked patch, its own controls) are not watched: the view's own handlers
+    keep it in step with them."""
+    wanted = gr.State(None)
     written = {id(block) for block in refresh.outputs}
-    watched = [i for i, block in enumerate(refresh.inputs) if id(block) not in written]
-
-    def draw_if_shown(key: AnalysisKey | None, shown: str, last: tuple | None, *inputs) -> list:
-        mark = (key, *(inputs[i] for i in watched))
-        if shown != tab_id or mark == last:
-            return [gr.skip()] * (len(refresh.outputs) + 1)
-        return [*refresh.fn(key, *inputs), mark]
-
-    return Refresh(draw_if_shown, [shown_tab, drawn, *refresh.inputs], [*refresh.outputs, drawn])
+    wanted.change(refresh.fn, [analysis, *refresh.inputs], refresh.outputs, show_progress="minimal")
+    return LazyView(tab_id, wanted, [block for block in refresh.inputs if id(block) not in written])
 
 
-def as_one(refreshes: list[Refresh]) -> Refresh:
-    """`refreshes` run as one event: each event waits its own turn in the server's queue, so a chain
-    of five mostly-skipped redraws cost five waits where one does. Each fn returns one value per output."""
+def want(views: list[LazyView]) -> Refresh:
+    """fn(key, shown tab id, *watched inputs of every view) → each view's new `wanted`: what it
+    should show if it is on screen, else left as it is (a State costs nothing to skip)."""
     starts = [0]
-    for r in refreshes:
-        starts.append(starts[-1] + len(r.inputs))
+    for view in views:
+        starts.append(starts[-1] + len(view.watched))
 
-    def run_all(key: AnalysisKey | None, *inputs) -> list:
-        return [out for r, start, end in zip(refreshes, starts, starts[1:]) for out in r.fn(key, *inputs[start:end])]
+    def wanted(key: AnalysisKey | None, shown: str, *inputs) -> list:
+        return [(key, *inputs[start:end]) if view.tab_id in (shown, None) else gr.skip()
+                for view, start, end in zip(views, starts, starts[1:])]
 
-    return Refresh(run_all, [i for r in refreshes for i in r.inputs], [o for r in refreshes for o in r.outputs])
+    return Refresh(wanted, [i for view in views for i in view.watched], [view.wanted for view in views])
+
+
+def saved_files(ctx: "Context", elem_id: str) -> gr.File:
+    """Where a tab lists the PNG files its "save" button wrote. Hidden until a save; a tab hides it
+    again when it draws a new photo (`HIDE_SAVED`). Clicks leave it as it is: the file names say
+    which patch and layer they show, and every output an event returns, even a gr.skip(), costs
+    Gradio a rebuild of that component's config."""
+    return ctx.localized(gr.File, {"label": "attention.saved"}, file_count="multiple", visible=False,
+                         interactive=False, elem_id=elem_id)
+
+
+def show_saved(paths: list[Path]) -> dict:
+    return gr.update(value=[str(p) for p in paths], visible=True)
+
+
+HIDE_SAVED = gr.update(value=None, visible=False)
 
 
 class PhotoStore:

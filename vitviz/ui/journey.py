@@ -3,9 +3,8 @@ clickable patch grid that follows one patch through every stage, a "what if" sha
 the linear-vs-Conv2d patch embedding check (brief §3)."""
 
 import gradio as gr
-import numpy as np
 
-from vitviz.attention_maps import centre_patch, click_to_patch, fit_photo, photo_with_patch
+from vitviz.attention_maps import centre_patch, click_to_patch, fit_size
 from vitviz.i18n import DEFAULT, text
 from vitviz.inference import Analysis
 from vitviz.journey import (comparison_embed, journey_pictures, journey_rows, linear_conv_difference,
@@ -16,6 +15,8 @@ from vitviz.presets import preset
 from vitviz.ui.common import AnalysisKey, Context, Refresh
 
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
+
+DISPLAY_SIDE = 640  # the clickable photo keeps its aspect ratio, its longer side at most this
 
 
 def table_headers(lang: str) -> list[str]:
@@ -117,21 +118,21 @@ def build(ctx: Context) -> Refresh:
         model = ctx.cache.model(key.checkpoint, key.epoch)
         table_update = gr.update(value=journey_rows(analysis.trace, model.num_params(), lang),
                                  headers=table_headers(lang))
-        return (patch, photo_with_patch(display_photo(analysis), analysis.grid, patch),
+        return (patch, analysis.click_target(DISPLAY_SIDE, patch),
                 patch_text(analysis, patch, lang), model_summary(model.cfg, model.num_params(), lang), table_update,
                 journey_pictures(analysis, patch, lang), conv_text(ctx, key, analysis, lang))
 
-    def select_patch(key: AnalysisKey | None, shown: np.ndarray | None, evt: gr.SelectData, lang: str = DEFAULT):
+    def select_patch(key: AnalysisKey | None, evt: gr.SelectData, lang: str = DEFAULT):
         analysis = ctx.analysis_for(key, lang)
-        if analysis is None or shown is None:
+        if analysis is None:
             gr.Warning(text("journey.no_photo", lang))
             return [gr.skip()] * 4
-        height, width = shown.shape[:2]  # the picture as displayed, whatever the photo's own size
+        height, width = fit_size(*analysis.photo.shape[:2], DISPLAY_SIDE)  # the picture as displayed
         try:
             patch = click_to_patch(*evt.index, width, height, analysis.grid)
         except (TypeError, ValueError):  # a click that Gradio reports outside the picture
             return [gr.skip()] * 4
-        return (patch, photo_with_patch(display_photo(analysis), analysis.grid, patch),
+        return (patch, analysis.click_target(DISPLAY_SIDE, patch),
                 patch_text(analysis, patch, lang), journey_pictures(analysis, patch, lang))
 
     def checkpoint_settings(key: AnalysisKey | None, lang: str = DEFAULT):
@@ -149,12 +150,8 @@ def build(ctx: Context) -> Refresh:
     from_seed.click(seed_settings, None, settings_outputs).then(show_what_if, *what_if_io)
     from_checkpoint.click(checkpoint_settings, [ctx.analysis, ctx.language], settings_outputs).then(
         show_what_if, *what_if_io)
-    grid_photo.select(select_patch, [ctx.analysis, grid_photo, ctx.language],
+    grid_photo.select(select_patch, [ctx.analysis, ctx.language],
                       [selected, grid_photo, patch_info, pictures])
     return Refresh(refresh, [selected, ctx.language],
                    [selected, grid_photo, patch_info, summary, table, pictures, conv_result])
 
-
-def display_photo(analysis: Analysis) -> np.ndarray:
-    """The clickable photo: its own aspect ratio, longer side at most 640 px."""
-    return fit_photo(analysis.photo, 640)

@@ -8,15 +8,15 @@ photo or on any similarity map, shows how similar its embedding is to every othe
 import gradio as gr
 import numpy as np
 
-from vitviz.attention_maps import click_to_patch, fit_size, photo_with_patch, tile
-from vitviz.downloads import save_pngs
+from vitviz.attention_maps import click_to_patch, fit_size, tile
+from vitviz.downloads import save_pngs, shared_png
 from vitviz.i18n import DEFAULT, text
 from vitviz.inference import Analysis
 from vitviz.position_views import (SHOWN_KINDS, EmbeddingTables, accuracy_markdown, all_similarities_image,
                                    cosine_similarity_maps, dimension_image, embedding_tables, kind_name, map_cell,
                                    matrix_image, similarity_image)
 from vitviz.ui.attention import LATEX, figure, load_analysis, patch_in_grid
-from vitviz.ui.common import AnalysisKey, Context, Refresh, localized_choices
+from vitviz.ui.common import HIDE_SAVED, AnalysisKey, Context, Refresh, localized_choices, saved_files, show_saved
 
 PHOTO_SIDE = 384  # the clickable photo is shown at most this large
 
@@ -38,8 +38,7 @@ def build(ctx: Context) -> Refresh:
             # Sent as JPEG on every click, like the Attention tab's pictures; the PNG on demand.
             save = ctx.localized(gr.Button, {"value": "positions.save"}, size="sm", variant="secondary",
                                  elem_id="positions-save")
-            saved = ctx.localized(gr.File, {"label": "attention.saved"}, file_count="multiple", visible=False,
-                                  interactive=False, elem_id="positions-png")
+            saved = saved_files(ctx, elem_id="positions-png")
         with gr.Column(scale=2):
             ctx.localized(gr.Markdown, {"value": "positions.similarity_text"})
             status = gr.Markdown(text("attention.no_photo"))
@@ -114,23 +113,24 @@ def build(ctx: Context) -> Refresh:
             return gr.skip()
         analysis, tables = loaded
         clicked = patch_in_grid(patch_, tables.grid)
-        picture = photo_with_patch(analysis.photo_fitted(PHOTO_SIDE), tables.grid, clicked)
-        return gr.update(value=[str(p) for p in save_pngs({f"positions-patch{clicked}-photo": picture})], visible=True)
+        return show_saved(save_pngs({f"positions-patch{clicked}-photo": analysis.click_target(PHOTO_SIDE, clicked)}))
 
     def refresh(key: AnalysisKey | None, patch_: int | None, colour_range_: str, d: int, drawn: tuple | None,
                 lang: str = DEFAULT):
         loaded = _load(ctx, key, warn=False, lang=lang)
         if loaded is None:
             empty_columns = [None] * len(SHOWN_KINDS)
-            return [None, None, text("attention.no_photo", lang), *empty_columns, hidden, "", *[""] * len(SHOWN_KINDS),
-                    *empty_columns, gr.skip(), *empty_columns, *empty_columns, accuracy_markdown(lang=lang), None]
+            return [None, None, text("attention.no_photo", lang), *empty_columns, HIDE_SAVED,
+                    "", *[""] * len(SHOWN_KINDS), *empty_columns, gr.skip(), *empty_columns, *empty_columns,
+                    accuracy_markdown(lang=lang), None]
         analysis, tables = loaded
         d = min(int(d), tables.dim - 1)
-        clicked = patch_views(analysis, tables, patch_in_grid(patch_, tables.grid), colour_range_, lang)
+        clicked = [*patch_views(analysis, tables, patch_in_grid(patch_, tables.grid), colour_range_, lang),
+                   HIDE_SAVED]  # PNG files saved for the previous photo
         tables_key = (key.checkpoint, key.epoch, tables.grid, colour_range_, d, lang)
         if tables_key == drawn:
-            return [*clicked, hidden, *[gr.skip()] * (len(table_outputs) - 1), drawn]
-        return [*clicked, hidden, tables.model_note(lang), *[_column_note(tables, kind, lang) for kind in SHOWN_KINDS],
+            return [*clicked, *[gr.skip()] * (len(table_outputs) - 1), drawn]
+        return [*clicked, tables.model_note(lang), *[_column_note(tables, kind, lang) for kind in SHOWN_KINDS],
                 *all_maps_views(tables, colour_range_),
                 gr.update(minimum=0, maximum=tables.dim - 1, value=d), *dimension_views(tables, d),
                 *matrix_views(tables),
@@ -147,7 +147,6 @@ def build(ctx: Context) -> Refresh:
     save.click(on_save, [ctx.analysis, patch, ctx.language], saved)
     table_outputs = [model_note, *notes.values(), *all_outputs, dim, *dim_outputs, *matrix.values(), accuracy,
                      tables_drawn]
-    hidden = gr.update(value=None, visible=False)  # PNG files saved for the previous photo
     return Refresh(refresh, [patch, colour_range, dim, tables_drawn, ctx.language],
                    [*click_outputs, saved, *table_outputs])
 
@@ -159,36 +158,46 @@ def patch_views(analysis: Analysis, tables: EmbeddingTables, patch: int, colour_
     grid = tables.grid
     rows, cols = grid
     row, col = divmod(patch, cols)
-    photo = photo_with_patch(analysis.photo_fitted(PHOTO_SIDE), grid, patch)
+    photo = analysis.click_target(PHOTO_SIDE, patch)
     status = text("positions.status", lang, patch=patch, row=row + 1, col=col + 1, rows=rows, cols=cols, dim=tables.dim)
-    maps = [similarity_image(cosine_similarity_maps(tables.tables[kind], grid), patch, grid, colour_range)
+    maps = [_file(f"positions-{kind}-similarity-patch{patch}",
+                  similarity_image(cosine_similarity_maps(tables.tables[kind], grid), patch, grid, colour_range))
             if kind in tables.tables else None for kind in SHOWN_KINDS]
     return [patch, photo, status, *maps]
 
 
 def all_maps_views(tables: EmbeddingTables, colour_range: str) -> list:
     """Every patch's similarity map, one captioned sheet per kind (None for a kind without a table)."""
-    return [_captioned(all_similarities_image(cosine_similarity_maps(tables.tables[kind], tables.grid), tables.grid,
-                                              colour_range), f"{kind_name(kind)}: every patch's map")
+    return [_captioned(f"positions-{kind}-every-map", f"{kind_name(kind)}: every patch's map",
+                       all_similarities_image(cosine_similarity_maps(tables.tables[kind], tables.grid), tables.grid,
+                                              colour_range))
             if kind in tables.tables else None for kind in SHOWN_KINDS]
 
 
 def dimension_views(tables: EmbeddingTables, d: int) -> list:
     """Dimension d of each kind's table over the grid (None for a kind without a table)."""
-    return [_captioned(dimension_image(tables.tables[kind], tables.grid, d), f"{kind_name(kind)}: dimension {d}")
+    return [_captioned(f"positions-{kind}-dimension{d}", f"{kind_name(kind)}: dimension {d}",
+                       dimension_image(tables.tables[kind], tables.grid, d))
             if kind in tables.tables else None for kind in SHOWN_KINDS]
 
 
 def matrix_views(tables: EmbeddingTables) -> list:
     """Each kind's whole (N, D) table as a heat map (None for a kind without a table)."""
-    return [_captioned(matrix_image(tables.tables[kind]), f"{kind_name(kind)}: {tables.grid[0] * tables.grid[1]}"
-                       f" × {tables.dim} table") if kind in tables.tables else None for kind in SHOWN_KINDS]
+    return [_captioned(f"positions-{kind}-table", f"{kind_name(kind)}: {tables.grid[0] * tables.grid[1]}"
+                       f" × {tables.dim} table", matrix_image(tables.tables[kind]))
+            if kind in tables.tables else None for kind in SHOWN_KINDS]
 
 
-def _captioned(image: np.ndarray, caption: str) -> np.ndarray:
-    """The picture with its caption drawn above it, so that a downloaded PNG says what it shows
-    (in English: the bundled picture font has no Japanese or Chinese glyphs)."""
-    return tile([image], [caption], columns=1)
+def _captioned(name: str, caption: str, image: np.ndarray) -> str:
+    """`_file` of the picture with its caption drawn above it, so that a downloaded PNG says what it
+    shows (in English: the bundled picture font has no Japanese or Chinese glyphs)."""
+    return _file(name, tile([image], [caption], columns=1))
+
+
+def _file(name: str, picture: np.ndarray) -> str:
+    """The picture as a PNG file: these maps are the same in every session (they depend on the
+    model and the clicked patch, not on the photo), so each is encoded once and sent as a file."""
+    return str(shared_png(name, picture))
 
 
 def _column_note(tables: EmbeddingTables, kind: str, lang: str = DEFAULT) -> str:

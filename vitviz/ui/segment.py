@@ -9,6 +9,7 @@ from vitviz.data import CLASS_NAMES
 from vitviz.i18n import DEFAULT, class_name, class_values, text
 from vitviz.overlay import class_shares, legend_html, overlay_mask, probability_maps, top_guesses
 from vitviz.attention_maps import fit_photo
+from vitviz.downloads import FAST, save_pngs
 from vitviz.ui.common import AnalysisKey, Context, Refresh
 
 
@@ -43,7 +44,8 @@ def build(ctx: Context) -> Refresh:
         analysis = ctx.analysis_for(key, lang)
         if analysis is None:
             return None
-        return overlay_mask(analysis.photo, analysis.mask_at_photo_size(), alpha, analysis.probs.shape[0])
+        mask = overlay_mask(analysis.photo, analysis.mask_at_photo_size(), alpha, analysis.probs.shape[0])
+        return str(save_pngs({"segment-mask": mask}, compress_level=FAST)[0])
 
     def refresh(key: AnalysisKey | None, alpha: float, lang: str = DEFAULT):
         analysis = ctx.analysis_for(key, lang)
@@ -52,16 +54,20 @@ def build(ctx: Context) -> Refresh:
         mask = analysis.mask_at_photo_size()
         h, w = mask.shape
         share_text = class_values(class_shares(mask, analysis.probs.shape[0]), lang, ".0%")
-        prob_maps = list(probability_maps(analysis.probs, analysis.photo.shape).values())
-        prob_maps += [None] * (len(maps) - len(prob_maps))  # a model with fewer classes leaves slots empty
+        pictures = {"segment-photo": fit_photo(analysis.photo, 1024),
+                    "segment-mask": overlay_mask(analysis.photo, mask, alpha, analysis.probs.shape[0]),
+                    **{f"segment-probability-{name}": picture
+                       for name, picture in probability_maps(analysis.probs, analysis.photo.shape).items()}}
+        # PNG files written quickly (downloads.FAST), not arrays that Gradio would encode more slowly.
+        photo_file, mask_file, *prob_files = (str(path) for path in save_pngs(pictures, compress_level=FAST))
+        prob_files += [None] * (len(maps) - len(prob_files))  # a model with fewer classes leaves slots empty
         if analysis.class_probs is None:
             guess_update, note = gr.update(visible=False), text("segment.no_class_head", lang)
         else:
             guess_update = gr.update(value=top_guesses(analysis.class_probs, analysis.labels), visible=True)
             note = text("segment.class_head", lang)
-        return [fit_photo(analysis.photo, 1024), overlay_mask(analysis.photo, mask, alpha, analysis.probs.shape[0]),
-                text("segment.shares", lang, width=w, height=h, shares=share_text),
-                *prob_maps[:len(maps)], guess_update, note]
+        return [photo_file, mask_file, text("segment.shares", lang, width=w, height=h, shares=share_text),
+                *prob_files[:len(maps)], guess_update, note]
 
     opacity.change(draw_overlay, [ctx.analysis, opacity, ctx.language], overlay)
     return Refresh(refresh, [opacity, ctx.language], [photo, overlay, shares, *maps, guess, guess_note])

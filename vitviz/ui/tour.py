@@ -30,24 +30,25 @@ def build(ctx: Context) -> Tour:
         with gr.Row():
             back = ctx.localized(gr.Button, {"value": "tour.back"}, interactive=False, elem_id="tour-back")
             forward = ctx.localized(gr.Button, {"value": "tour.next"}, variant="primary", elem_id="tour-next")
-    panel_outputs = [progress, explanation, back, forward]
+    texts = [progress, explanation]
 
     def panel(key: AnalysisKey | None, index: int, lang: str = DEFAULT) -> tuple:
-        """The panel for step `index`: progress, text (with the photo's numbers when there is a
-        photo), and Back / Next, each usable only where there is a step to go to."""
+        """The texts of step `index`: progress, and the step's text (with the photo's numbers when
+        there is a photo)."""
         analysis = ctx.analysis_for(key, lang)
         numbers = None
         if analysis is not None:
             model = ctx.cache.model(key.checkpoint, key.epoch)  # loaded for the analysis: a cache hit
             numbers = tour.facts(analysis, model.cfg, list_snapshots(key.checkpoint), lang)
-        return (tour.progress_markdown(index, lang), tour.step_markdown(index, lang, numbers),
-                gr.update(interactive=index > 0), gr.update(interactive=index < len(tour.STEPS) - 1))
+        return tour.progress_markdown(index, lang), tour.step_markdown(index, lang, numbers)
 
     def go_to(key: AnalysisKey | None, index: int, lang: str) -> tuple:
-        """(step, panel…, the step's tab selected, that tab's id for the shell's `shown_tab`)."""
+        """(step, texts, Back / Next each usable only where there is a step to go to, the step's tab
+        selected, that tab's id for the shell's `shown_tab`)."""
         index = tour.clamp(index)
         tab = tour.STEPS[index].tab
-        return index, *panel(key, index, lang), gr.Tabs(selected=tab), tab
+        return (index, *panel(key, index, lang), gr.update(interactive=index > 0),
+                gr.update(interactive=index < len(tour.STEPS) - 1), gr.Tabs(selected=tab), tab)
 
     def show_step(key: AnalysisKey | None, index: int, lang: str = DEFAULT) -> tuple:
         return go_to(key, index, lang)
@@ -59,9 +60,10 @@ def build(ctx: Context) -> Tour:
         return go_to(key, index + 1, lang)
 
     def follow(tabs: gr.Tabs, shown_tab: gr.State) -> list:
-        inputs, outputs = [ctx.analysis, step, ctx.language], [step, *panel_outputs, tabs, shown_tab]
+        inputs, outputs = [ctx.analysis, step, ctx.language], [step, *texts, back, forward, tabs, shown_tab]
         return [accordion.expand(show_step, inputs, outputs),
                 back.click(step_back, inputs, outputs, js=SCROLL_TO_PANEL),
                 forward.click(step_next, inputs, outputs, js=SCROLL_TO_PANEL)]
 
-    return Tour(Refresh(panel, [step, ctx.language], panel_outputs), follow)
+    # A new photo or language changes the texts; the buttons change only with the step.
+    return Tour(Refresh(panel, [step, ctx.language], texts), follow)
