@@ -18,10 +18,10 @@ import gradio as gr
 import torch
 
 from vitviz import sources
-from vitviz.malloc import bound_fragmentation
 from vitviz.checkpoint import CheckpointError
 from vitviz.i18n import DEFAULT, LANGUAGES, language_from_browser, text
 from vitviz.inference import Analysis, ModelCache
+from vitviz.malloc import bound_fragmentation
 from vitviz.photos import MAX_BYTES, PhotoError, load_photo_rgb
 from vitviz.attention_maps import fit_photo
 from vitviz.ui import attention, epochs, journey, positions, segment, tour, train_tab
@@ -175,7 +175,9 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
         with gr.Tabs() as tab_bar:
             for module in TABS:
                 with ctx.localized(gr.Tab, {"label": f"shell.tab_{tab_id(module)}"}, id=tab_id(module)):
-                    views.append(lazy(module.build(ctx), tab_id(module), ctx.analysis))
+                    built = module.build(ctx)
+                    views += [lazy(refresh, tab_id(module), ctx.analysis)
+                              for refresh in (built if isinstance(built, list) else [built])]
             # Train starts and watches training jobs; it does not redraw for the photo.
             with ctx.localized(gr.Tab, {"label": "shell.tab_train_tab"}, id=tab_id(train_tab)):
                 train_tab.build(ctx)

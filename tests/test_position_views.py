@@ -92,6 +92,9 @@ def test_tables_of_a_learned_checkpoint(tiny_checkpoint):
     torch.testing.assert_close(tables.tables["learned"], model.pos_embed.weight.detach())
     torch.testing.assert_close(tables.tables["sin2d"], sincos_2d((4, 4), 32))
     assert "learned" in tables.model_note()
+    assert pv.embedding_tables(model, model.cfg.grid) is tables  # kept with the model: clicks read them
+    torch.testing.assert_close(tables.similarities("sin2d"), pv.cosine_similarity_maps(tables.tables["sin2d"], (4, 4)))
+    assert tables.similarities("sin2d") is tables.similarities("sin2d")
 
 
 def test_tables_of_a_sinusoidal_checkpoint(tiny_class_checkpoint):
@@ -140,7 +143,7 @@ def test_positions_tab_builds_refreshes_and_clicks(which, request):
     with gr.Blocks() as demo:
         ctx = Context(ModelCache(), PhotoStore(), {"tiny": checkpoint}, analysis=gr.State(None),
                       language=gr.State("en"))
-        refresh = positions_tab.build(ctx)
+        refresh, tables_refresh = positions_tab.build(ctx)
     photo = np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)
     key = AnalysisKey(ctx.photos.put(photo), str(checkpoint), None)
     inputs = [c.value for c in refresh.inputs]
@@ -151,11 +154,14 @@ def test_positions_tab_builds_refreshes_and_clicks(which, request):
     maps = [np.asarray(Image.open(path)) for path in out[4:6]]  # 1D and 2D similarity maps, as PNG files
     assert maps[0].shape == maps[1].shape == (256, 256, 3)  # a 4x4 grid
     assert out[4:6] == refresh.fn(key, *inputs)[4:6]  # the same maps again: the same files, encoded once
-    # A new photo of the same model: only the clicked-patch views are sent again.
-    drawn = inputs[:3] + [out[-1]] + inputs[4:]
-    again = refresh.fn(AnalysisKey(ctx.photos.put(photo[::-1].copy()), str(checkpoint), None), *drawn)
-    assert again[1].shape == out[1].shape and again[-1] == out[-1]
-    assert again[6]["visible"] is False and all(update == gr.skip() for update in again[7:-1])
+    assert out[6]["visible"] is False  # no PNG saved for the previous photo left on screen
+    tables = tables_refresh.fn(key, *[c.value for c in tables_refresh.inputs])
+    assert len(tables) == len(tables_refresh.outputs) and tables[-1] == positions_tab.accuracy_markdown()
+    assert np.asarray(Image.open(tables[5])).ndim == 3  # the 1D table's every-patch sheet, a PNG file
+    # A new photo of the same model: only the photo's views depend on it; the tables stay as drawn.
+    other = AnalysisKey(ctx.photos.put(photo[::-1].copy()), str(checkpoint), None)
+    assert refresh.depends_on(other) != refresh.depends_on(key)
+    assert tables_refresh.depends_on(other) == tables_refresh.depends_on(key) != tables_refresh.depends_on(None)
 
     handlers = [f.fn for f in demo.fns.values() if f.fn is not None and f.fn.__name__ == "on_click"]
     assert len(handlers) == 4  # the photo and the three similarity maps

@@ -8,6 +8,7 @@ turned out, from their checkpoints' metrics.json. No Gradio here.
 """
 
 import json
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -38,6 +39,13 @@ class EmbeddingTables:
     model_kind: str  # the kind the model was built with: learned, sin1d, sin2d or none
     tables: dict[str, torch.Tensor]  # kind → (N, D); "learned" only when the model has one
     missing: dict[str, str] = field(default_factory=dict)  # kind → why there is no table
+    _similarities: dict[str, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
+
+    def similarities(self, kind: str) -> torch.Tensor:
+        """`cosine_similarity_maps` of the table of `kind`, kept: every click reads it."""
+        if kind not in self._similarities:
+            self._similarities[kind] = cosine_similarity_maps(self.tables[kind], self.grid)
+        return self._similarities[kind]
 
     def model_note(self, lang: str = DEFAULT) -> str:
         """One sentence (in `lang`) that says which table the model itself adds to its patches."""
@@ -51,9 +59,19 @@ def kind_name(kind: str, lang: str = DEFAULT) -> str:
     return text(f"positions.kind_{kind}", lang)
 
 
+_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → {grid: its EmbeddingTables}
+
+
 def embedding_tables(model: SegmentationViT, grid: tuple[int, int]) -> EmbeddingTables:
     """The learned table from the model (when it learned one), and both sinusoidal tables computed
-    for the same grid and width."""
+    for the same grid and width; kept for as long as the model is (every click reads them)."""
+    per_grid = _TABLES.setdefault(model, {})
+    if tuple(grid) not in per_grid:
+        per_grid[tuple(grid)] = _compute_tables(model, grid)
+    return per_grid[tuple(grid)]
+
+
+def _compute_tables(model: SegmentationViT, grid: tuple[int, int]) -> EmbeddingTables:
     dim = model.cfg.embed_dim
     tables: dict[str, torch.Tensor] = {}
     missing: dict[str, str] = {}

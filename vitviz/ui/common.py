@@ -5,7 +5,8 @@ The shell owns the photo upload, the checkpoint and epoch pickers, and one `gr.S
 tab's `Refresh` the new key; a tab never runs the model itself, it reads `ctx.analysis_for(key)`,
 which is served from the cache (one forward pass per photo, checkpoint and epoch).
 
-A tab module exposes `build(ctx: Context) -> Refresh`, called inside its `gr.Tab`. The shell
+A tab module exposes `build(ctx: Context) -> Refresh` (or a list of them, for parts of the tab
+that depend on different things), called inside its `gr.Tab`. The shell
 makes every tab's Refresh `lazy`: a tab draws while it is on screen, or when it is opened, never
 in the background. A new photo then costs the drawing of one tab, not five: on a 2-core server
 shared by a classroom that is the difference between a queue and none.
@@ -50,19 +51,26 @@ class AnalysisKey:
     epoch: int | None  # a snapshot epoch, or None for the final weights
 
 
+def whole_key(key: "AnalysisKey | None") -> Any:
+    return key
+
+
 @dataclass
 class Refresh:
-    """How the shell updates a tab after a new analysis: fn(key, *inputs) -> outputs."""
+    """How the shell updates a tab after a new analysis: fn(key, *inputs) -> outputs. `depends_on`
+    picks what of the key the drawing depends on: the whole key by default; the Position tab's
+    photo-independent tables only its checkpoint and epoch, so a new photo leaves them as they are."""
 
     fn: Callable
     inputs: list = field(default_factory=list)
     outputs: list = field(default_factory=list)
+    depends_on: Callable[["AnalysisKey | None"], Any] = whole_key
 
 
 @dataclass
 class LazyView:
     """A view that draws only when it should show something new. `wanted` holds what it should
-    show: (analysis key, *watched inputs). The shell sets it (`want`) for the tab on screen, after a
+    show: (what of the analysis key it depends on, *watched inputs). The shell sets it (`want`) for the tab on screen, after a
     new analysis and when a tab is opened; its change event draws the view. Setting it to what it
     already holds fires nothing, so reopening a tab for the same photo costs nothing, and a tab off
     screen is not even part of the event: in Gradio 6 every output an event skips still costs a
@@ -71,6 +79,7 @@ class LazyView:
     tab_id: str | None  # the tab it lives in; None for a view always on screen (the tour panel)
     wanted: gr.State
     watched: list  # the inputs its drawing depends on, other than those it writes itself
+    depends_on: Callable[["AnalysisKey | None"], Any]  # the part of the analysis key it depends on
 
 
 def lazy(refresh: Refresh, tab_id: str | None, analysis: gr.State) -> LazyView:
@@ -81,7 +90,8 @@ def lazy(refresh: Refresh, tab_id: str | None, analysis: gr.State) -> LazyView:
     wanted = gr.State(None)
     written = {id(block) for block in refresh.outputs}
     wanted.change(refresh.fn, [analysis, *refresh.inputs], refresh.outputs, show_progress="minimal")
-    return LazyView(tab_id, wanted, [block for block in refresh.inputs if id(block) not in written])
+    return LazyView(tab_id, wanted, [block for block in refresh.inputs if id(block) not in written],
+                    refresh.depends_on)
 
 
 def want(views: list[LazyView]) -> Refresh:
@@ -92,7 +102,7 @@ def want(views: list[LazyView]) -> Refresh:
         starts.append(starts[-1] + len(view.watched))
 
     def wanted(key: AnalysisKey | None, shown: str, *inputs) -> list:
-        return [(key, *inputs[start:end]) if view.tab_id in (shown, None) else gr.skip()
+        return [(view.depends_on(key), *inputs[start:end]) if view.tab_id in (shown, None) else gr.skip()
                 for view, start, end in zip(views, starts, starts[1:])]
 
     return Refresh(wanted, [i for view in views for i in view.watched], [view.wanted for view in views])

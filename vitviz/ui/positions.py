@@ -13,15 +13,15 @@ from vitviz.downloads import save_pngs, shared_png
 from vitviz.i18n import DEFAULT, text
 from vitviz.inference import Analysis
 from vitviz.position_views import (SHOWN_KINDS, EmbeddingTables, accuracy_markdown, all_similarities_image,
-                                   cosine_similarity_maps, dimension_image, embedding_tables, kind_name, map_cell,
-                                   matrix_image, similarity_image)
+                                   dimension_image, embedding_tables, kind_name, map_cell, matrix_image,
+                                   similarity_image)
 from vitviz.ui.attention import LATEX, figure, load_analysis, patch_in_grid
 from vitviz.ui.common import HIDE_SAVED, AnalysisKey, Context, Refresh, localized_choices, saved_files, show_saved
 
 PHOTO_SIDE = 384  # the clickable photo is shown at most this large
 
 
-def build(ctx: Context) -> Refresh:
+def build(ctx: Context) -> list[Refresh]:
     if ctx.analysis is None:
         raise ValueError("create the shell's analysis gr.State before building the position-embeddings tab")
     ctx.localized(gr.Markdown, {"value": "positions.intro"}, latex_delimiters=LATEX)
@@ -29,9 +29,6 @@ def build(ctx: Context) -> Refresh:
     with ctx.localized(gr.Accordion, {"label": "positions.formulas_label"}, open=True):
         ctx.localized(gr.Markdown, {"value": "positions.formulas"}, latex_delimiters=LATEX)
     patch = gr.State(None)  # the clicked patch index, row-major
-    # What the photo-independent views on screen were drawn for: a new photo of the same model
-    # leaves them as they are (a redraw for a new photo then sends only the clicked-patch views).
-    tables_drawn = gr.State(None)
     with gr.Row():
         with gr.Column(scale=1):
             photo = ctx.localized(figure, {"label": "positions.photo"}, fast=True)
@@ -115,26 +112,29 @@ def build(ctx: Context) -> Refresh:
         clicked = patch_in_grid(patch_, tables.grid)
         return show_saved(save_pngs({f"positions-patch{clicked}-photo": analysis.click_target(PHOTO_SIDE, clicked)}))
 
-    def refresh(key: AnalysisKey | None, patch_: int | None, colour_range_: str, d: int, drawn: tuple | None,
-                lang: str = DEFAULT):
+    def refresh(key: AnalysisKey | None, patch_: int | None, colour_range_: str, lang: str = DEFAULT):
+        """The views of the photo: it, with the clicked patch, and each kind's similarity map."""
+        loaded = _load(ctx, key, warn=False, lang=lang)
+        if loaded is None:
+            return [None, None, text("attention.no_photo", lang), *[None] * len(SHOWN_KINDS), HIDE_SAVED]
+        analysis, tables = loaded
+        return [*patch_views(analysis, tables, patch_in_grid(patch_, tables.grid), colour_range_, lang),
+                HIDE_SAVED]  # PNG files saved for the previous photo
+
+    def refresh_tables(key: AnalysisKey | None, colour_range_: str, d: int, lang: str = DEFAULT):
+        """The views of the model alone (every patch's map, one dimension, the whole tables)."""
         loaded = _load(ctx, key, warn=False, lang=lang)
         if loaded is None:
             empty_columns = [None] * len(SHOWN_KINDS)
-            return [None, None, text("attention.no_photo", lang), *empty_columns, HIDE_SAVED,
-                    "", *[""] * len(SHOWN_KINDS), *empty_columns, gr.skip(), *empty_columns, *empty_columns,
-                    accuracy_markdown(lang=lang), None]
-        analysis, tables = loaded
+            return ["", *[""] * len(SHOWN_KINDS), *empty_columns, gr.skip(), *empty_columns, *empty_columns,
+                    accuracy_markdown(lang=lang)]
+        tables = loaded[1]
         d = min(int(d), tables.dim - 1)
-        clicked = [*patch_views(analysis, tables, patch_in_grid(patch_, tables.grid), colour_range_, lang),
-                   HIDE_SAVED]  # PNG files saved for the previous photo
-        tables_key = (key.checkpoint, key.epoch, tables.grid, colour_range_, d, lang)
-        if tables_key == drawn:
-            return [*clicked, *[gr.skip()] * (len(table_outputs) - 1), drawn]
-        return [*clicked, tables.model_note(lang), *[_column_note(tables, kind, lang) for kind in SHOWN_KINDS],
+        return [tables.model_note(lang), *[_column_note(tables, kind, lang) for kind in SHOWN_KINDS],
                 *all_maps_views(tables, colour_range_),
                 gr.update(minimum=0, maximum=tables.dim - 1, value=d), *dimension_views(tables, d),
                 *matrix_views(tables),
-                accuracy_markdown(lang=lang), tables_key]
+                accuracy_markdown(lang=lang)]
 
     photo.select(click_handler(lambda a: fit_size(*a.photo.shape[:2], PHOTO_SIDE)),
                  [ctx.analysis, colour_range, ctx.language], click_outputs)
@@ -145,10 +145,11 @@ def build(ctx: Context) -> Refresh:
                         [*click_outputs, *all_outputs])
     dim.change(on_dimension, [ctx.analysis, dim, ctx.language], dim_outputs)
     save.click(on_save, [ctx.analysis, patch, ctx.language], saved)
-    table_outputs = [model_note, *notes.values(), *all_outputs, dim, *dim_outputs, *matrix.values(), accuracy,
-                     tables_drawn]
-    return Refresh(refresh, [patch, colour_range, dim, tables_drawn, ctx.language],
-                   [*click_outputs, saved, *table_outputs])
+    table_outputs = [model_note, *notes.values(), *all_outputs, dim, *dim_outputs, *matrix.values(), accuracy]
+    return [Refresh(refresh, [patch, colour_range, ctx.language], [*click_outputs, saved]),
+            # The same for every photo of a model: a new photo leaves them as they are.
+            Refresh(refresh_tables, [colour_range, dim, ctx.language], table_outputs,
+                    depends_on=lambda key: key and (key.checkpoint, key.epoch))]
 
 
 def patch_views(analysis: Analysis, tables: EmbeddingTables, patch: int, colour_range: str,
@@ -161,7 +162,7 @@ def patch_views(analysis: Analysis, tables: EmbeddingTables, patch: int, colour_
     photo = analysis.click_target(PHOTO_SIDE, patch)
     status = text("positions.status", lang, patch=patch, row=row + 1, col=col + 1, rows=rows, cols=cols, dim=tables.dim)
     maps = [_file(f"positions-{kind}-similarity-patch{patch}",
-                  similarity_image(cosine_similarity_maps(tables.tables[kind], grid), patch, grid, colour_range))
+                  similarity_image(tables.similarities(kind), patch, grid, colour_range))
             if kind in tables.tables else None for kind in SHOWN_KINDS]
     return [patch, photo, status, *maps]
 
@@ -169,8 +170,7 @@ def patch_views(analysis: Analysis, tables: EmbeddingTables, patch: int, colour_
 def all_maps_views(tables: EmbeddingTables, colour_range: str) -> list:
     """Every patch's similarity map, one captioned sheet per kind (None for a kind without a table)."""
     return [_captioned(f"positions-{kind}-every-map", f"{kind_name(kind)}: every patch's map",
-                       all_similarities_image(cosine_similarity_maps(tables.tables[kind], tables.grid), tables.grid,
-                                              colour_range))
+                       all_similarities_image(tables.similarities(kind), tables.grid, colour_range))
             if kind in tables.tables else None for kind in SHOWN_KINDS]
 
 
