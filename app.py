@@ -21,11 +21,12 @@ from vitviz import sources
 from vitviz.checkpoint import CheckpointError
 from vitviz.i18n import DEFAULT, LANGUAGES, language_from_browser, text
 from vitviz.inference import Analysis, ModelCache
-from vitviz.malloc import bound_fragmentation
+from vitviz.malloc import bound_fragmentation, trim_every
 from vitviz.photos import MAX_BYTES, PhotoError, load_photo_rgb
 from vitviz.attention_maps import fit_photo
 from vitviz.ui import attention, epochs, journey, positions, segment, tour, train_tab
 from vitviz.ui.common import AnalysisKey, Context, PhotoStore, lazy, want
+from vitviz.ui.session_ids import keep_ids_of_updated_components
 
 TABS = (segment, journey, positions, attention, epochs)  # a tab's title is the text "shell.tab_<its id>"
 # System fonts only: the default themes would fetch Google Fonts, and a classroom may be offline.
@@ -37,6 +38,11 @@ PRESENTER_JS = "(on) => { document.body.classList.toggle('presenter', on); }"
 # of clicks gets "queue full" instead of piling up work and memory.
 CONCURRENCY = min(4, os.cpu_count() or 1)
 QUEUE_SIZE = 64
+# Gradio keeps each session (a page load) until this many newer ones have been used: its States
+# and its own copy of every component's config, about 0.4 MB for this app. Gradio's default of
+# 10,000 would let a classroom's page reloads grow the server by gigabytes.
+SESSIONS_KEPT = 256
+TRIM_SECONDS = 10  # how often the free pages of the C heap go back to the system (vitviz/malloc.py)
 RESCAN_SECONDS = 5  # how often the checkpoint picker looks for new runs and snapshots
 
 
@@ -47,6 +53,7 @@ def tab_id(module) -> str:
 
 def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints_dir: str | os.PathLike = "checkpoints",
               runs_dir: str | os.PathLike = "runs", data_root: str | os.PathLike | None = None) -> gr.Blocks:
+    keep_ids_of_updated_components()  # else every session grows with each update of a component
     found = sources.find_checkpoints(checkpoints_dir, runs_dir)
     start = sources.default_checkpoint(checkpoint, found)
     if start is not None and start not in found.values():
@@ -182,9 +189,9 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
             with ctx.localized(gr.Tab, {"label": "shell.tab_train_tab"}, id=tab_id(train_tab)):
                 train_tab.build(ctx)
         tab_ids = [tab_id(module) for module in TABS] + [tab_id(train_tab)]
-        wanted = want(views)
+        wanted = want(views, ctx.analysis, shown_tab)
 
-        def open_tab(evt: gr.SelectData, key: AnalysisKey | None, *inputs) -> list:
+        def open_tab(evt: gr.SelectData, key: AnalysisKey | None, _shown_before: str, *inputs) -> list:
             """A click on a tab's title: note the tab on screen, and what each view should now show."""
             return [tab_ids[evt.index], *wanted.fn(key, tab_ids[evt.index], *inputs)]
 
@@ -192,8 +199,7 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
 
         def redraw_tabs_after(event) -> None:
             # Only States change here (the drawing is their change events'): too quick to wait in the queue.
-            event.then(wanted.fn, [ctx.analysis, shown_tab, *wanted.inputs], wanted.outputs, show_progress="hidden",
-                       concurrency_limit=None)
+            event.then(wanted.fn, wanted.inputs, wanted.outputs, show_progress="hidden", concurrency_limit=None)
 
         redraw_tabs_after(upload.upload(use_upload, [upload, ctx.language], photo_id).success(analyse, *analyse_io))
         redraw_tabs_after(gallery.select(pick_example, ctx.language, [photo_id, upload]).success(analyse, *analyse_io))
@@ -213,7 +219,7 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
         for step_event in guide.follow(tab_bar, shown_tab):
             redraw_tabs_after(step_event)
         # Opening a tab draws it, if the photo, checkpoint or epoch changed since its last drawing.
-        tab_bar.select(open_tab, [ctx.analysis, *wanted.inputs], [shown_tab, *wanted.outputs], show_progress="hidden",
+        tab_bar.select(open_tab, wanted.inputs, [shown_tab, *wanted.outputs], show_progress="hidden",
                        concurrency_limit=None)
         rescan_btn.click(rescan, [checkpoint_dd, ctx.language], [checkpoint_dd, epoch_dd])
         # The same rescan every few seconds, so the runs and snapshots of a training job appear by
@@ -241,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="also make a temporary PUBLIC link through gradio.live: anyone with it can use the app")
     args = parser.parse_args(argv)
     bound_fragmentation()  # before the server's threads start allocating
+    trim_every(TRIM_SECONDS)
     demo = build_app(args.checkpoint, args.checkpoints_dir, args.runs_dir, args.data_root)
     if args.host != "127.0.0.1" or args.share:
         print(f"vitviz: listening on {args.host}" + (" and on a public gradio.live link" if args.share else "") +
@@ -257,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, theme=THEME, css_paths=[CSS],
-                ssr_mode=False, max_file_size=MAX_BYTES)
+                ssr_mode=False, max_file_size=MAX_BYTES, state_session_capacity=SESSIONS_KEPT)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,13 @@ runs the analysis and what follows it; then it opens the Attention and the Posit
 in turn and clicks random patches on the tab's photo, pausing like a person between clicks; it
 uploads a new photo after every `--clicks` clicks. Like a browser it also runs the listeners of
 every gr.State a request changed (that is how a tab draws: "tab redraw"), downloads every picture
-a request returns (part of the request's latency), and runs the app's 5-second timer. It stops after
-`--duration` seconds or `--max-requests` requests, whichever comes first, and prints the requests,
-the errors, p50/p95 latency per kind of request, and (when it started the server) the server's
-memory over the run.
+a request returns (part of the request's latency), and runs the app's 5-second timer. With
+`--reload` every new photo is uploaded from a new page (a new Gradio session), as when users
+reload the page or come and go: the server must not keep every past session's memory.
+It stops after `--duration` seconds or `--max-requests` requests, whichever comes first, and prints
+the requests, the errors, p50/p95 latency per kind of request, how long a user waits until a tab has
+drawn (the request and the redraws it set off), and (when it started the server) the server's memory
+over the run.
 """
 
 import argparse
@@ -47,9 +50,11 @@ REQUEST_TIMEOUT_S = 60
 
 @dataclass
 class Results:
-    """Latencies (seconds) per kind of request, and the errors, shared by all user threads."""
+    """Latencies (seconds) per kind of request, and the errors, shared by all user threads.
+    `until_drawn`: per kind of request that set off redraws, the time until they had all finished."""
 
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    until_drawn: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -63,6 +68,10 @@ class Results:
                 self.latencies[kind].append(seconds)
             else:
                 self.errors.append(f"{kind}: {error}")
+
+    def record_drawn(self, kind: str, seconds: float) -> None:
+        with self.lock:
+            self.until_drawn[kind].append(seconds)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -157,6 +166,11 @@ class Session:
     def close(self) -> None:
         self.http.close()
 
+    def reload(self) -> None:
+        """A new page: a new Gradio session. The server's state of the old one stays behind, as
+        when a user reloads or closes a tab."""
+        self.session_hash = secrets.token_hex(8)
+
     def upload(self, path: Path) -> dict:
         """Upload a file as a browser does; its FileData for a listener's input."""
         with path.open("rb") as f:
@@ -222,7 +236,7 @@ def timed(results: Results, kind: str, request: Callable[[], dict]) -> dict | No
 
 
 def user(url: str, checkpoint: str, index: int, start_at: float, stop_at: float, max_requests: int,
-         clicks_per_photo: int, think_s: float, results: Results, folder: Path) -> None:
+         clicks_per_photo: int, think_s: float, reload: bool, results: Results, folder: Path) -> None:
     """One simulated user (thread `index`): arrive at `start_at`, then upload and click until `stop_at`."""
     rng = random.Random(index)
     time.sleep(max(0.0, start_at - time.time()))
@@ -240,21 +254,27 @@ def user(url: str, checkpoint: str, index: int, start_at: float, stop_at: float,
     next_tick = time.time() + tick_every_s
 
     def request(kind: str, send: Callable[[], dict]) -> bool:
-        """One request, then what the browser runs because of it: the app's timer when it is due,
-        and the change listeners of the States the request changed (which draw the tabs)."""
+        """One request, then what the browser runs because of it: the change listeners of the
+        States the request changed (which draw the tabs), and the app's timer when it is due."""
         nonlocal next_tick
+        start = time.perf_counter()
         output = timed(results, kind, send)
+        redraws = [listener for state in (output or {}).get("changed_state_ids", [])
+                   for listener in listeners.on_change.get(state, [])]
+        drawn = [request("tab redraw", lambda: session.run(listener)) for listener in redraws if running()]
+        if redraws and len(drawn) == len(redraws) and all(drawn):
+            results.record_drawn(kind, time.perf_counter() - start)
         if time.time() >= next_tick and running():
             next_tick += tick_every_s
             timed(results, "timer tick", lambda: session.run(tick))
-        for state in (output or {}).get("changed_state_ids", []):
-            for listener in listeners.on_change.get(state, []):
-                if running():
-                    request("tab redraw", lambda: session.run(listener))
         return output is not None
 
     with contextlib.closing(session):
+        photos = 0
         while running():
+            if reload and photos:
+                session.reload()
+            photos += 1
             photo = make_photo(rng, folder)
             uploaded = (request("upload", lambda: session.run(listeners.upload, session.upload(photo)))
                         and request("analyse", lambda: session.run(listeners.analyse, checkpoint, "final")))
@@ -283,6 +303,14 @@ def client_checkpoint(config: dict) -> str:
     return dropdown["props"]["value"]
 
 
+def trend(points: list[tuple[float, float]]) -> float:
+    """The least-squares slope of (t, y) points: y per unit of t."""
+    mean_t = sum(t for t, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    return (sum((t - mean_t) * (y - mean_y) for t, y in points) /
+            sum((t - mean_t) ** 2 for t, _ in points))
+
+
 def report(results: Results, wall_s: float, memory: list[tuple[float, float]]) -> bool:
     """Print the summary; True when there were no errors."""
     every = [s for values in results.latencies.values() for s in values]
@@ -293,12 +321,21 @@ def report(results: Results, wall_s: float, memory: list[tuple[float, float]]) -
         if values:
             print(f"{kind:<16}{len(values):>7}{percentile(values, 50) * 1000:>9.0f}"
                   f"{percentile(values, 95) * 1000:>9.0f}{max(values) * 1000:>9.0f}")
+    if results.until_drawn:
+        print(f"{'until drawn':<16}{'count':>7}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}"
+              "   (the request and the tab redraws it set off)")
+        for kind, values in sorted(results.until_drawn.items()):
+            print(f"{kind:<16}{len(values):>7}{percentile(values, 50) * 1000:>9.0f}"
+                  f"{percentile(values, 95) * 1000:>9.0f}{max(values) * 1000:>9.0f}")
     for error in results.errors[:10]:
         print("error:", error)
     if memory:
         quarters = "  ".join(f"{t:.0f} s: {mb:.0f} MB" for t, mb in (memory[round(q * (len(memory) - 1))]
                                                                     for q in (0, 0.25, 0.5, 0.75, 1)))
         print(f"server RSS  {quarters}  (peak {max(mb for _, mb in memory):.0f} MB)")
+        later = memory[len(memory) // 2:]  # past the start, when the caches fill
+        if len(later) >= 3:
+            print(f"server RSS over the second half: {trend(later) * 60:+.1f} MB a minute (least squares)")
     return not results.errors
 
 
@@ -312,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clicks", type=int, default=30, help="patch clicks per uploaded photo")
     parser.add_argument("--think", type=float, default=1.0, help="mean pause between two clicks of a user, s")
     parser.add_argument("--ramp", type=float, default=10, help="seconds over which the users arrive")
+    parser.add_argument("--reload", action="store_true",
+                        help="upload every new photo from a new page (a new session), as users who reload")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="vitviz-load-") as tmp, contextlib.ExitStack() as stack:
@@ -325,13 +364,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"started app.py (pid {server.process.pid}) at {url}")
         with contextlib.closing(Session(url)) as probe:
             checkpoint = client_checkpoint(probe.config)
-        print(f"{args.users} users for {args.duration:.0f} s on {checkpoint}, think time {args.think} s")
+        print(f"{args.users} users for {args.duration:.0f} s on {checkpoint}, think time {args.think} s" +
+              (", a new page per photo" if args.reload else ""))
         results, memory = Results(), []
         start = time.time()
         stop_at = start + args.duration
         threads = [threading.Thread(target=user, args=(url, checkpoint, i, start + i * args.ramp / args.users,
                                                        stop_at, args.max_requests, args.clicks, args.think,
-                                                       results, folder))
+                                                       args.reload, results, folder))
                    for i in range(args.users)]
         for t in threads:
             t.start()

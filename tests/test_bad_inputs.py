@@ -11,6 +11,7 @@ script runs. Nothing is written into the repository.
 import importlib.util
 import io
 import json
+import os
 import shutil
 import struct
 import zlib
@@ -20,11 +21,13 @@ from typing import Callable
 import gradio as gr
 import numpy as np
 import pytest
+import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+import app as shell
 from app import TABS, build_app, tab_id
 from session import Session, tab_bar, upload_photo
 from vitviz import inference, jobs, photos, sources
@@ -451,16 +454,18 @@ def test_the_analysis_cache_respects_its_memory_budget(tiny_checkpoint):
     assert cache.analysis(photos[0], tiny_checkpoint) is not kept[0]  # the oldest went: computed again
 
 
-def test_the_load_script_runs_two_users_for_a_few_requests(tiny_checkpoint, capsys):
+def test_the_load_script_runs_two_users_for_a_few_requests_with_page_reloads(tiny_checkpoint, capsys):
     spec = importlib.util.spec_from_file_location("load_test", Path(__file__).parents[1] / "scripts" / "load_test.py")
     load_test = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(load_test)
     # Stopped by a request count, not a clock, so a busy machine still gets as far as the clicks.
     code = load_test.main(["--checkpoint", str(tiny_checkpoint), "--users", "2", "--duration", "300",
-                           "--max-requests", "40", "--ramp", "0", "--think", "0.2", "--clicks", "5"])
+                           "--max-requests", "60", "--ramp", "0", "--think", "0.2", "--clicks", "4", "--reload"])
     out = capsys.readouterr().out
     assert code == 0 and ", 0 errors" in out, out
-    assert "attention click" in out and "tab open" in out and "tab redraw" in out and "server RSS" in out
+    assert "attention click" in out and "tab open" in out and "tab redraw" in out and "until drawn" in out
+    assert "server RSS" in out and "MB a minute" in out
+    assert load_test.trend([(0, 5.0), (1, 7.0), (2, 9.0)]) == 2.0
 
 
 def test_no_code_unpickles_anything():
@@ -477,3 +482,56 @@ def test_the_server_bounds_native_memory_where_glibc_allows_it():
 
     from vitviz.malloc import bound_fragmentation
     assert bound_fragmentation() == (platform.libc_ver()[0] == "glibc")
+
+
+def test_free_heap_pages_go_back_to_the_system_every_few_seconds():
+    """Blocks below the mmap threshold, freed while a later block stays in use, keep their pages
+    in the process until the trimming thread hands them back."""
+    import ctypes
+    import platform
+    import time
+
+    from vitviz.malloc import _glibc, trim_every
+    if platform.libc_ver()[0] != "glibc":
+        assert trim_every(0.05) is None
+        return
+    libc = _glibc()
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    block = 100 << 10  # below the 256 KB threshold: from the heap, not mmap
+    blocks = [libc.malloc(block) for _ in range(2000)]  # 200 MB
+    for address in blocks:
+        ctypes.memset(address, 1, block)  # touched: resident
+    before = rss_bytes()
+    for address in blocks[:-1]:
+        libc.free(address)  # the last block stays in use: the heap's top cannot simply shrink
+    assert rss_bytes() > before - (50 << 20)  # freed, yet still resident
+    thread = trim_every(0.05)
+    assert thread.daemon and thread.is_alive()
+    deadline = time.monotonic() + 10
+    while rss_bytes() > before - (150 << 20) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    libc.free(blocks[-1])
+    assert rss_bytes() < before - (150 << 20)
+
+
+def rss_bytes() -> int:
+    """This process's resident memory (Linux)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_the_server_listens_on_this_computer_only_and_bounds_what_it_keeps(tiny_checkpoint, tmp_path, monkeypatch):
+    """What `python app.py` hands Gradio: 127.0.0.1 unless asked, an upload size limit, a bounded
+    queue, and a bounded number of sessions kept (each holds a copy of the page's config)."""
+    launched, trimmed = {}, []
+    monkeypatch.setattr(gr.Blocks, "launch", lambda demo, **kwargs: launched.update(kwargs, demo=demo))
+    # The server's process settings, not this test process's:
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(shell, "trim_every", trimmed.append)
+    monkeypatch.setattr("os.environ", dict(os.environ))  # app.main sets Gradio's analytics variables
+    shell.main(["--checkpoint", str(tiny_checkpoint), "--checkpoints-dir", str(tmp_path), "--runs-dir", str(tmp_path)])
+    assert launched["server_name"] == "127.0.0.1" and launched["share"] is False
+    assert launched["max_file_size"] == photos.MAX_BYTES
+    assert launched["state_session_capacity"] == shell.SESSIONS_KEPT <= 1000
+    assert launched["demo"]._queue.max_size == shell.QUEUE_SIZE
+    assert trimmed == [shell.TRIM_SECONDS]

@@ -94,7 +94,7 @@ def lazy(refresh: Refresh, tab_id: str | None, analysis: gr.State) -> LazyView:
                     refresh.depends_on)
 
 
-def want(views: list[LazyView]) -> Refresh:
+def want(views: list[LazyView], analysis: gr.State, shown_tab: gr.State) -> Refresh:
     """fn(key, shown tab id, *watched inputs of every view) → each view's new `wanted`: what it
     should show if it is on screen, else left as it is (a State costs nothing to skip)."""
     starts = [0]
@@ -105,7 +105,8 @@ def want(views: list[LazyView]) -> Refresh:
         return [(view.depends_on(key), *inputs[start:end]) if view.tab_id in (shown, None) else gr.skip()
                 for view, start, end in zip(views, starts, starts[1:])]
 
-    return Refresh(wanted, [i for view in views for i in view.watched], [view.wanted for view in views])
+    return Refresh(wanted, [analysis, shown_tab, *(i for view in views for i in view.watched)],
+                   [view.wanted for view in views])
 
 
 def saved_files(ctx: "Context", elem_id: str) -> gr.File:

@@ -1,0 +1,28 @@
+"""Gradio keeps one entry per component in a session, however often events update it."""
+
+import asyncio
+
+import gradio as gr
+from gradio.state_holder import SessionState
+
+from vitviz.ui.session_ids import keep_ids_of_updated_components
+
+
+def test_updates_followed_by_values_do_not_grow_the_session():
+    keep_ids_of_updated_components()
+    with gr.Blocks() as demo:
+        note = gr.Markdown("start", visible=False)
+        shown = gr.State(None)
+        show, write = gr.Button(), gr.Button()
+        show.click(lambda: (gr.update(value="shown", visible=True), "a state value"), None, [note, shown])
+        write.click(lambda: "a plain value", None, note)
+    show_fn, write_fn = demo.fns.values()
+    session = SessionState(demo)
+    for _ in range(5):
+        asyncio.run(demo.postprocess_data(show_fn, [gr.update(value="shown", visible=True), "kept"], session))
+        asyncio.run(demo.postprocess_data(write_fn, "a plain value", session))
+    assert set(session.blocks_config.blocks) == set(demo.blocks)
+    assert set(session.config_values) == set(demo.blocks)
+    props = session.config_values[note._id]["props"]
+    assert props["value"] == "a plain value" and props["visible"] is True  # the update and the value both kept
+    assert session[shown._id] == "kept" and session[note._id]._id == note._id
