@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 import httpx
+import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -305,10 +306,17 @@ def client_checkpoint(config: dict) -> str:
 
 def trend(points: list[tuple[float, float]]) -> float:
     """The least-squares slope of (t, y) points: y per unit of t."""
-    mean_t = sum(t for t, _ in points) / len(points)
-    mean_y = sum(y for _, y in points) / len(points)
-    return (sum((t - mean_t) * (y - mean_y) for t, y in points) /
-            sum((t - mean_t) ** 2 for t, _ in points))
+    t, y = np.array(points, dtype=np.float64).T
+    return float(np.polyfit(t, y, 1)[0])
+
+
+def print_table(title: str, rows: list[tuple[str, list[float]]], note: str = "") -> None:
+    """One line per (kind, latencies in seconds): count, p50, p95 and max in ms."""
+    print(f"{title:<16}{'count':>7}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{note}")
+    for kind, values in rows:
+        if values:
+            print(f"{kind:<16}{len(values):>7}{percentile(values, 50) * 1000:>9.0f}"
+                  f"{percentile(values, 95) * 1000:>9.0f}{max(values) * 1000:>9.0f}")
 
 
 def report(results: Results, wall_s: float, memory: list[tuple[float, float]]) -> bool:
@@ -316,17 +324,10 @@ def report(results: Results, wall_s: float, memory: list[tuple[float, float]]) -
     every = [s for values in results.latencies.values() for s in values]
     print(f"\n{len(every) + len(results.errors)} requests in {wall_s:.0f} s "
           f"({(len(every) + len(results.errors)) / wall_s:.1f}/s), {len(results.errors)} errors")
-    print(f"{'kind':<16}{'count':>7}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
-    for kind, values in sorted(results.latencies.items()) + [("all", every)]:
-        if values:
-            print(f"{kind:<16}{len(values):>7}{percentile(values, 50) * 1000:>9.0f}"
-                  f"{percentile(values, 95) * 1000:>9.0f}{max(values) * 1000:>9.0f}")
+    print_table("kind", sorted(results.latencies.items()) + [("all", every)])
     if results.until_drawn:
-        print(f"{'until drawn':<16}{'count':>7}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}"
-              "   (the request and the tab redraws it set off)")
-        for kind, values in sorted(results.until_drawn.items()):
-            print(f"{kind:<16}{len(values):>7}{percentile(values, 50) * 1000:>9.0f}"
-                  f"{percentile(values, 95) * 1000:>9.0f}{max(values) * 1000:>9.0f}")
+        print_table("until drawn", sorted(results.until_drawn.items()),
+                    "   (the request and the tab redraws it set off)")
     for error in results.errors[:10]:
         print("error:", error)
     if memory:
