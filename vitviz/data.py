@@ -25,6 +25,7 @@ CLASS_NAMES = ("pet", "background", "border")  # trimap values 1, 2, 3 → class
 SPECIES = ("cat", "dog")
 IGNORE = -1  # mask value the loss and the metrics skip (no trimap, or padding from a rotation)
 ENV_VAR = "VITVIZ_DATA"
+TRAINING_SPLIT = "trainval"  # the only split any training stage may read: test photos are for evaluation
 
 
 @dataclass(frozen=True)
@@ -115,10 +116,13 @@ class PetDataset(Dataset):
     """Items are (image (3, S, S) in [0, 1], mask (S, S) long, breed, species).
 
     With `segmentation=True` only entries with a trimap are used; otherwise every entry is,
-    and the mask is all IGNORE where no trimap exists."""
+    and the mask is all IGNORE where no trimap exists. `training=True` (every training stage passes
+    it) refuses any split but trainval, so no test photo can reach a training loss."""
 
     def __init__(self, root: str | os.PathLike | None, split: str, image_size: int, augment: str = "none",
-                 segmentation: bool = True, fraction: float = 1.0):
+                 segmentation: bool = True, fraction: float = 1.0, training: bool = False):
+        if training and split != TRAINING_SPLIT:
+            raise ValueError(f"training uses the {TRAINING_SPLIT!r} split only, never {split!r} (not even unlabeled)")
         self.root = resolve_root(root)
         entries = read_split(self.root, split)
         if segmentation:

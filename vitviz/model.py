@@ -17,7 +17,7 @@ from torch import nn
 
 from vitviz.attention import MultiHeadSelfAttention
 from vitviz.decoder import SkipDecoder
-from vitviz.patches import PATCH_EMBEDS, grid_size, unpatchify
+from vitviz.patches import PATCH_EMBEDS, ConvStemPatchEmbed, grid_size, unpatchify
 from vitviz.posembed import PositionEmbedding
 from vitviz.trace import Trace
 
@@ -35,7 +35,7 @@ class ViTConfig:
     num_heads: int = 8
     mlp_ratio: float = 4.0
     dropout: float = 0.2
-    patch_embed: str = "linear"  # "linear" (reference) | "conv" (same map) | "convstem"
+    patch_embed: str = "linear"  # "linear" (reference) | "conv" (same map) | "convstem" | "deepstem"
     pos_embed: str = "learned"  # "learned" | "sin1d" | "sin2d" | "none"
     class_token: bool = False
     num_classes: int = 0  # > 0 adds a classification head on the class token
@@ -46,8 +46,8 @@ class ViTConfig:
             raise ValueError(f"patch_embed must be one of {sorted(PATCH_EMBEDS)}, got {self.patch_embed!r}")
         if self.head not in ("linear", "mlp", "skip"):
             raise ValueError(f"head must be 'linear', 'mlp' or 'skip', got {self.head!r}")
-        if self.head == "skip" and self.patch_embed != "convstem":
-            raise ValueError("the skip head decodes with the conv stem's features: use patch_embed='convstem'")
+        if self.head == "skip" and not issubclass(PATCH_EMBEDS[self.patch_embed], ConvStemPatchEmbed):
+            raise ValueError("the skip head decodes with a conv stem's features: use patch_embed='convstem' or 'deepstem'")
         if self.num_classes and not self.class_token:
             raise ValueError("a classification head (num_classes > 0) needs class_token=True")
         grid_size((self.image_size, self.image_size), self.patch_size)

@@ -38,6 +38,11 @@ def unpatchify(patches: torch.Tensor, patch_size: int, grid: tuple[int, int]) ->
     return x.reshape(b, c, gh * p, gw * p)
 
 
+def conv_bn_gelu(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:
+    """3x3 convolution, BatchNorm, GELU: the conv stem's and the skip decoder's unit."""
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(out_ch), nn.GELU())
+
+
 class LinearPatchEmbed(nn.Module):
     """The reference tokenizer: patchify, then one nn.Linear(P·P·C → D) shared by all patches."""
 
@@ -77,6 +82,8 @@ class ConvStemPatchEmbed(nn.Module):
     stride-2 3x3 convolutions halve the resolution until each token covers P×P pixels.
     It still yields one D-vector per P×P patch, so every view of the model stays the same."""
 
+    convs_per_stage = 1  # 3x3 convolutions at each resolution (the first one halves it)
+
     def __init__(self, patch_size: int, in_channels: int, embed_dim: int):
         super().__init__()
         n_down = patch_size.bit_length() - 1
@@ -87,8 +94,10 @@ class ConvStemPatchEmbed(nn.Module):
         self.stages = nn.ModuleList()
         c = in_channels
         for width in self.widths[:-1]:
-            self.stages.append(nn.Sequential(nn.Conv2d(c, width, 3, stride=2, padding=1, bias=False),
-                                             nn.BatchNorm2d(width), nn.GELU()))
+            layers = [*conv_bn_gelu(c, width, stride=2)]
+            for _ in range(self.convs_per_stage - 1):
+                layers += conv_bn_gelu(width, width)
+            self.stages.append(nn.Sequential(*layers))  # flat, so weight names match one-conv stems
             c = width
         self.proj = nn.Conv2d(c, embed_dim, 3, stride=2, padding=1, bias=False)  # the last conv projects
 
@@ -110,7 +119,16 @@ class ConvStemPatchEmbed(nn.Module):
         return self.forward_with_skips(images, trace)[0]
 
 
-PATCH_EMBEDS = {"linear": LinearPatchEmbed, "conv": ConvPatchEmbed, "convstem": ConvStemPatchEmbed}
+class DeepConvStemPatchEmbed(ConvStemPatchEmbed):
+    """The conv stem with two convolutions per resolution: a small CNN encoder under the transformer
+    (TransUNet-style hybrid). With 16×16 patches it leaves the transformer 4× fewer tokens than
+    8×8 patches would, and its feature maps give the skip decoder the detail the tokens lack."""
+
+    convs_per_stage = 2
+
+
+PATCH_EMBEDS = {"linear": LinearPatchEmbed, "conv": ConvPatchEmbed, "convstem": ConvStemPatchEmbed,
+                "deepstem": DeepConvStemPatchEmbed}
 
 
 def linear_to_conv(linear: LinearPatchEmbed) -> ConvPatchEmbed:

@@ -10,6 +10,7 @@ The augmentations are the DataLoader's kinds with the same ranges (`vitviz.data.
 drawn per photo from a generator seeded per epoch, so a resumed run repeats an uninterrupted one:
   flip_jitter: horizontal flip (p = 0.5), brightness, contrast and saturation ×[0.7, 1.3], hue ±0.05;
   strong: also a random resized crop (area 35–100 %, aspect 3:4–4:3) rotated by up to ±10°.
+`paste_small` (any augmentation, `TrainConfig.paste`) is the zoom-out for wide scenes.
 """
 
 import math
@@ -41,6 +42,18 @@ class ResidentSet:
         breeds = torch.tensor([breed for *_, breed, _ in items])
         species = torch.tensor([sp for *_, sp in items])
         return cls(images.to(device), masks.to(device), breeds.to(device), species.to(device))
+
+    def with_pseudo_labels(self, names: list[str], path: str) -> "ResidentSet":
+        """Fill the masks of the photos without a trimap from a `vitviz.pseudo` file; `names` are
+        this set's photo names in order. A trimap always wins over a pseudo-label."""
+        from vitviz.pseudo import read_pseudo_labels  # pseudo imports the model; keep this module light
+
+        pseudo = read_pseudo_labels(path)
+        masks = self.masks.clone()
+        for i, name in enumerate(names):
+            if name in pseudo and bool((masks[i] == IGNORE).all()):
+                masks[i] = pseudo[name].to(masks)
+        return ResidentSet(self.images, masks, self.breeds, self.species)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -74,6 +87,31 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor, augment: str,
     images = torch.where(flip[:, None, None, None], images.flip(-1), images)
     masks = torch.where(flip[:, None, None], masks.flip(-1), masks)
     return colour_jitter(images, generator), masks
+
+
+def paste_small(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator, share: float,
+                scale: tuple[float, float] = (0.2, 0.6)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zoom out on a `share` of the batch: another photo of the batch, shrunk to 20–60 % of the
+    side, is pasted with its mask at a random place. Users' photos often show a small pet in a
+    wide frame, which random crops (zoom-in only) never do; both masks stay true, so every pixel
+    keeps a correct label."""
+    n, _, h, w = images.shape
+    chosen = (uniform(generator, images, n) < share).nonzero().flatten().tolist()
+    if not chosen:
+        return images, masks
+    images, masks = images.clone(), masks.clone()
+    donors = torch.randperm(n, generator=generator, device=images.device).tolist()
+    sizes = uniform(generator, images, n, *scale)
+    corners = uniform(generator, images, 2 * n)
+    for i in chosen:
+        j = donors[i] if donors[i] != i else (i + 1) % n
+        ph, pw = max(8, round(sizes[i].item() * h)), max(8, round(sizes[i].item() * w))
+        top, left = int(corners[i].item() * (h - ph + 1)), int(corners[n + i].item() * (w - pw + 1))
+        images[i, :, top:top + ph, left:left + pw] = F.interpolate(images[j:j + 1], size=(ph, pw), mode="bilinear",
+                                                                   antialias=True, align_corners=False)[0]
+        masks[i, top:top + ph, left:left + pw] = F.interpolate(masks[j:j + 1, None].float(), size=(ph, pw),
+                                                               mode="nearest")[0, 0].long()
+    return images, masks
 
 
 def uniform(generator: torch.Generator, like: torch.Tensor, n: int, low: float = 0.0, high: float = 1.0) -> torch.Tensor:

@@ -33,12 +33,14 @@ from tqdm import tqdm
 
 from vitviz import checkpoint as ckpt
 from vitviz.cli import add_dataclass_flags, overrides
-from vitviz.data import IGNORE, SPECIES, PetDataset, breed_names, resolve_root
+from vitviz.data import IGNORE, SPECIES, TRAINING_SPLIT, PetDataset, breed_names, resolve_root
+from vitviz.losses import LOSSES
 from vitviz.metrics import confusion, summarize
 from vitviz.model import SegmentationViT, ViTConfig
 from vitviz.overlay import overlay_mask
 from vitviz.presets import PRESETS, TrainConfig, preset
-from vitviz.resident import ResidentSet
+from vitviz.predict import mask_probabilities
+from vitviz.resident import ResidentSet, paste_small
 
 VAL_MASK_TILE = 96  # the smallest size in pixels of one photo in the val_masks pictures
 
@@ -129,26 +131,26 @@ def load_train_state(run: Path, model, optimizer, scheduler) -> tuple[int, list[
 def segmentation_loss(model_out, masks, labels, cfg: TrainConfig) -> torch.Tensor:
     loss = torch.zeros((), device=masks.device)
     if (masks != IGNORE).any():
-        loss = F.cross_entropy(model_out.mask_logits.float(), masks, ignore_index=IGNORE)
+        loss = LOSSES[cfg.loss](model_out.mask_logits.float(), masks)
     if model_out.class_logits is not None:
         loss = loss + cfg.class_loss_weight * F.cross_entropy(model_out.class_logits.float(), labels)
     return loss
 
 
 @torch.no_grad()
-def evaluate_model(model: SegmentationViT, loader: DataLoader, device: torch.device) -> dict:
-    """Loss and segmentation metrics over a loader, deterministic (eval mode, no augmentation)."""
+def evaluate_model(model: SegmentationViT, loader: DataLoader, device: torch.device, flip: bool = False) -> dict:
+    """Loss (cross-entropy) and segmentation metrics over a loader, deterministic (eval mode, no
+    augmentation); `flip` averages each photo's probabilities with its mirror image's."""
     model.eval()
     conf = torch.zeros(3, 3, dtype=torch.long)
     loss_sum, pixels = 0.0, 0
     for images, masks, *_ in loader:
         images, masks = images.to(device), masks.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(images).mask_logits.float()
+        probs = mask_probabilities(model, images, flip)
         n = (masks != IGNORE).sum().item()
-        loss_sum += F.cross_entropy(logits, masks, ignore_index=IGNORE, reduction="sum").item()
+        loss_sum += F.nll_loss(probs.clamp(min=1e-12).log(), masks, ignore_index=IGNORE, reduction="sum").item()
         pixels += n
-        conf += confusion(logits.argmax(1), masks)
+        conf += confusion(probs.argmax(1), masks)
     return {"loss": loss_sum / max(1, pixels), **summarize(conf)}
 
 
@@ -234,8 +236,8 @@ def train(run: Path, model_cfg: ViTConfig, cfg: TrainConfig, data_root: str | No
     model = SegmentationViT(model_cfg).to(device)
     optimizer = make_optimizer(model, cfg)
     root = resolve_root(data_root)
-    train_set = PetDataset(root, "trainval", model_cfg.image_size, cfg.augment,
-                           segmentation=not cfg.use_unlabeled, fraction=cfg.label_fraction)
+    train_set = PetDataset(root, TRAINING_SPLIT, model_cfg.image_size, cfg.augment, training=True,
+                           segmentation=not (cfg.use_unlabeled or cfg.pseudo_labels), fraction=cfg.label_fraction)
     val_set = PetDataset(root, cfg.val_split, model_cfg.image_size, "none")
     world_size = dist.get_world_size() if distributed else 1
     steps_per_epoch = max(1, len(train_set) // (cfg.batch_size * world_size))
@@ -246,7 +248,9 @@ def train(run: Path, model_cfg: ViTConfig, cfg: TrainConfig, data_root: str | No
     if is_main:
         ckpt.remove_partial_writes(run)  # left behind if the last process was killed mid-write
 
-    resident = ResidentSet.load(train_set, device) if cfg.data_on_device else None
+    resident = ResidentSet.load(train_set, device) if cfg.data_on_device or cfg.pseudo_labels else None
+    if cfg.pseudo_labels:
+        resident = resident.with_pseudo_labels([e.name for e in train_set.entries], cfg.pseudo_labels)
     train_model = torch.compile(model) if compile_model else model
     if distributed:
         train_model = DistributedDataParallel(train_model)
@@ -272,6 +276,7 @@ def train(run: Path, model_cfg: ViTConfig, cfg: TrainConfig, data_root: str | No
                                 drop_last=True, num_workers=workers, worker_init_fn=ignore_stop_signals,
                                 generator=torch.Generator().manual_seed(epoch_seed))
             batches, num_batches = iterate_with_workers(loader), len(loader)
+        paste_generator = torch.Generator(device=device).manual_seed(epoch_seed)
         train_model.train()
         t0, seen, loss_sum = time.time(), 0, 0.0
         bar = tqdm(batches, total=num_batches, desc=f"epoch {epoch}/{cfg.epochs}",
@@ -279,6 +284,8 @@ def train(run: Path, model_cfg: ViTConfig, cfg: TrainConfig, data_root: str | No
         last_write = 0.0
         for step, (images, masks, breeds, species) in enumerate(bar, start=1):
             images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+            if cfg.paste:
+                images, masks = paste_small(images, masks, paste_generator, cfg.paste)
             labels = (species if cfg.class_labels == "species" else breeds).to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 out = train_model(images)
