@@ -11,7 +11,11 @@ tabs in the new language) and the presenter-mode switch; the guided tour sits ab
 """
 
 import argparse
+import atexit
+import ipaddress
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import gradio as gr
@@ -46,13 +50,34 @@ TRIM_SECONDS = 10  # how often the free pages of the C heap go back to the syste
 RESCAN_SECONDS = 5  # how often the checkpoint picker looks for new runs and snapshots
 
 
+def reachable_from_elsewhere(host: str, share: bool) -> bool:
+    """Whether other computers can reach the app: it listens on an address beyond this computer's
+    loopback (0.0.0.0, a network address, a host name), or has a public --share link."""
+    if host == "localhost":
+        return share
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:  # another host name: it may resolve to any interface
+        loopback = False
+    return share or not loopback
+
+
+def training_locked(args: argparse.Namespace) -> bool:
+    """Training is for the person who runs the app: from a page that other computers can reach, it
+    is off unless that person passed --allow-remote-training."""
+    return reachable_from_elsewhere(args.host, args.share) and not args.allow_remote_training
+
+
 def tab_id(module) -> str:
     """A tab's id: the name of its module ("epochs"), the same in every language."""
     return module.__name__.rsplit(".", 1)[-1]
 
 
 def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints_dir: str | os.PathLike = "checkpoints",
-              runs_dir: str | os.PathLike = "runs", data_root: str | os.PathLike | None = None) -> gr.Blocks:
+              runs_dir: str | os.PathLike = "runs", data_root: str | os.PathLike | None = None,
+              training_locked: bool = False) -> gr.Blocks:
+    """The app's page. `training_locked` turns off the Train tab's Start, Stop and Resume (see
+    `vitviz.ui.train_tab`); every other tab stays open."""
     keep_ids_of_updated_components()  # else every session grows with each update of a component
     found = sources.find_checkpoints(checkpoints_dir, runs_dir)
     start = sources.default_checkpoint(checkpoint, found)
@@ -187,7 +212,7 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
                               for refresh in (built if isinstance(built, list) else [built])]
             # Train starts and watches training jobs; it does not redraw for the photo.
             with ctx.localized(gr.Tab, {"label": "shell.tab_train_tab"}, id=tab_id(train_tab)):
-                train_tab.build(ctx)
+                train_tab.build(ctx, training_locked)
         tab_ids = [tab_id(module) for module in TABS] + [tab_id(train_tab)]
         wanted = want(views, ctx.analysis, shown_tab)
 
@@ -231,7 +256,13 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
     return demo
 
 
-def main(argv: list[str] | None = None) -> None:
+def private_gradio_folder() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="vitviz-gradio-"))  # mode 0700
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="vitviz: an interactive explorer of a segmentation ViT")
     parser.add_argument("--checkpoint", default="checkpoints/default",
                         help="checkpoint folder to open first (default: checkpoints/default, else the first found)")
@@ -245,13 +276,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--share", action="store_true",
                         help="also make a temporary PUBLIC link through gradio.live: anyone with it can use the app")
-    args = parser.parse_args(argv)
+    parser.add_argument("--allow-remote-training", action="store_true",
+                        help="let everyone who can reach the app (--host beyond this computer, --share) start, "
+                             "stop and resume training jobs; without it, such an app's Train tab only watches them")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    # Gradio keeps raw uploads and the pictures it encodes in /tmp/gradio, readable by every local
+    # user; this server's own folder (0700, removed at exit) keeps users' photos private. Read when
+    # the app is built, so it must be set before `build_app`.
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(private_gradio_folder()))
     bound_fragmentation()  # before the server's threads start allocating
     trim_every(TRIM_SECONDS)
-    demo = build_app(args.checkpoint, args.checkpoints_dir, args.runs_dir, args.data_root)
-    if args.host != "127.0.0.1" or args.share:
+    locked = training_locked(args)
+    demo = build_app(args.checkpoint, args.checkpoints_dir, args.runs_dir, args.data_root, training_locked=locked)
+    if reachable_from_elsewhere(args.host, args.share):
         print(f"vitviz: listening on {args.host}" + (" and on a public gradio.live link" if args.share else "") +
-              ": anyone who can reach it can use this app")
+              ": anyone who can reach it can use this app" +
+              ("; training from the page is off (--allow-remote-training turns it on)" if locked else ""))
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // CONCURRENCY))  # events side by side, not fighting for cores
     # Gradio limits each event listener on its own; in one group, CONCURRENCY is the limit for all
     # of them together (listeners that set their own limit, such as quick polls, keep it).

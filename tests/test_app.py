@@ -1,7 +1,13 @@
-"""The app shell without a browser: finding checkpoints and examples, building the Blocks, and
-the Segment / Journey / Epochs tabs redrawing for an analysis key."""
+"""The app shell without a browser: finding checkpoints and examples, building the Blocks, the
+Segment / Journey / Epochs tabs redrawing for an analysis key, and the Train tab locked when the
+app can be reached from other computers."""
 
+import json
+import os
 import shutil
+import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
@@ -9,9 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app import build_app
+from app import build_app, parse_args, training_locked
 from session import Session, tab_bar, upload_photo
-from vitviz import inference, sources
+from vitviz import inference, jobs, sources
+from vitviz.i18n import text
 from vitviz.inference import ModelCache
 from vitviz.ui import attention, epochs, journey, segment
 from vitviz.ui.common import AnalysisKey, Context, PhotoStore
@@ -188,3 +195,82 @@ def test_a_class_token_run_with_one_snapshot(tiny_class_checkpoint):
     assert guess["visible"] and len(guess["value"]) == 4  # the tiny dataset has 4 breeds
     assert set(guess["value"]) == {"Tabby", "Siamese", "beagle", "pug"}
     assert abs(sum(guess["value"].values()) - 1) < 1e-5
+
+
+# --- training from the page: only for the person who runs the app --------------------------------------
+
+def handler(demo: gr.Blocks, name: str) -> Callable:
+    """The function of the app's event listener whose API name is `name` (what an API call runs)."""
+    return next(block_fn.fn for block_fn in demo.fns.values() if block_fn.api_name == name)
+
+
+def by_id(demo: gr.Blocks, elem_id: str):
+    return next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == elem_id)
+
+
+def train_app(tiny_data: Path, runs: Path, locked: bool) -> gr.Blocks:
+    """The app with a stopped run 'earlier' in `runs`, which Resume could continue."""
+    (runs / "earlier").mkdir(parents=True, exist_ok=True)
+    (runs / "earlier" / "config.json").write_text(json.dumps({"train": {"epochs": 5}}))
+    return build_app(checkpoint=runs / "none", checkpoints_dir=runs / "none", runs_dir=runs, data_root=tiny_data,
+                     training_locked=locked)
+
+
+def tiny_values(**changes) -> list:
+    form = {**jobs.form_defaults("tiny"), **changes}
+    return [form[f] for f in (*jobs.MODEL_FIELDS, *jobs.TRAIN_FIELDS)]
+
+
+def test_training_is_locked_when_other_computers_can_reach_the_app_unless_its_operator_allows_it():
+    for local in ([], ["--host", "localhost"], ["--host", "::1"], ["--host", "127.0.0.1"]):
+        assert not training_locked(parse_args(local)), local
+    for remote in (["--host", "0.0.0.0"], ["--host", "192.168.1.20"], ["--host", "classroom.local"], ["--share"]):
+        assert training_locked(parse_args(remote)), remote
+        assert not training_locked(parse_args([*remote, "--allow-remote-training"])), remote
+
+
+@pytest.mark.parametrize("lang", ["en", "ja", "zh"])
+def test_a_locked_train_tab_refuses_start_stop_and_resume_even_through_the_api(tiny_data, tmp_path, lang):
+    runs = tmp_path / "runs"
+    demo = train_app(tiny_data, runs, locked=True)
+    assert not by_id(demo, "train-start").interactive and by_id(demo, "train-locked").visible
+    refused = text("train.refused", lang, reason=text("train.remote_off", lang))
+    assert "--allow-remote-training" in refused and "\n" not in refused
+    message, run = handler(demo, "start")("tiny", "run", str(tiny_data), lang, *tiny_values())
+    assert message == refused and run == gr.skip()
+    assert handler(demo, "stop")("earlier", lang) == refused
+    assert handler(demo, "resume")("earlier", lang) == refused
+    assert [p.name for p in runs.iterdir()] == ["earlier"] and not (runs / "earlier" / "job.json").exists()
+    *_, shown = handler(demo, "poll")("earlier", {}, lang)
+    assert shown["resume"] is False and shown["stop"] is False  # the buttons stay off for a resumable run
+
+
+def test_an_unlocked_train_tab_starts_stops_and_resumes_its_own_jobs(tiny_data, tmp_path):
+    runs = tmp_path / "runs"
+    demo = train_app(tiny_data, runs, locked=False)
+    assert by_id(demo, "train-start").interactive and not by_id(demo, "train-locked").visible
+    *_, shown = handler(demo, "poll")("earlier", {}, "en")
+    assert shown["resume"] is True
+    folder = runs / "run"
+    try:
+        message, _ = handler(demo, "start")("tiny", "run", str(tiny_data), "en", *tiny_values(epochs=10_000))
+        assert message == "Started **run**."
+        wait_until(lambda: (folder / "config.json").is_file(), "the job to get past its start")
+        other = train_app(tiny_data, runs, locked=False)  # a second app on the same runs folder watches it only
+        line, *_, shown = handler(other, "poll")("run", {}, "en")[1:]
+        assert f"started by another vitviz app (pid {os.getpid()})" in line and shown["stop"] is False
+        assert "was started by another vitviz app" in handler(other, "stop")("run", "en")
+        assert handler(demo, "stop")("run", "en").startswith("Asked **run** to stop")
+        poll = handler(demo, "poll")  # what the page shows: the app's own view of its job
+        wait_until(lambda: "is **stopped**" in poll("run", {}, "en")[1], "the job to stop")
+        assert handler(demo, "resume")("run", "en") == "Resuming **run** from its last finished epoch."
+    finally:
+        if (folder / "job.json").is_file():
+            os.kill(json.loads((folder / "job.json").read_text())["pid"], signal.SIGKILL)
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.1)

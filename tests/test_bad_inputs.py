@@ -25,16 +25,23 @@ import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, safe_open, save_file
 
 import app as shell
 from app import TABS, build_app, tab_id
 from session import Session, tab_bar, upload_photo
+from vitviz import checkpoint as ckpt
 from vitviz import inference, jobs, photos, sources
-from vitviz.checkpoint import CheckpointError, load_model, read_config
+from vitviz.checkpoint import (INT8_SCALE, MAX_PARAMETERS, CheckpointError, load_model, read_config,
+                               snapshot_path)
 from vitviz.inference import ModelCache
+from vitviz.model import SegmentationViT
 from vitviz.photos import PhotoError, load_photo_rgb
+from vitviz.presets import preset
 from vitviz.serve import running_app
+from vitviz.ui import attention as attention_tab
+from vitviz.ui import journey as journey_tab
+from vitviz.ui import positions as positions_tab
 from vitviz.ui.common import PhotoStore
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
@@ -129,8 +136,9 @@ READABLE: dict[str, tuple[bytes, Callable[[np.ndarray], bool]]] = {
     "exif rotated": (exif_rotated_jpeg(6), lambda a: a.shape == (60, 30, 3) and a[2, :, 0].min() > 200
                      and a[-3, :, 2].min() > 200),
     "animated gif": (animated_gif(), lambda a: a.shape == (20, 30, 3) and (a[..., 0] > 200).all()),
-    "wide 4000x20": (encoded(Image.new("RGB", (4000, 20), RED), "PNG"), lambda a: a.shape == (20, 4000, 3)),
-    "tall 20x4000": (encoded(Image.new("RGB", (20, 4000), RED), "PNG"), lambda a: a.shape == (4000, 20, 3)),
+    # Decoded no larger than the views need (photos.MAX_SIDE): 2048 px on the longer side.
+    "wide 4000x20": (encoded(Image.new("RGB", (4000, 20), RED), "PNG"), lambda a: a.shape == (10, 2048, 3)),
+    "tall 20x4000": (encoded(Image.new("RGB", (20, 4000), RED), "PNG"), lambda a: a.shape == (2048, 10, 3)),
 }
 
 # name → (file bytes, a word the one-line reason must contain)
@@ -205,7 +213,18 @@ def handler(demo: gr.Blocks, name: str) -> Callable:
 
 
 def click(x: float, y: float) -> gr.SelectData:
-    return gr.SelectData(None, {"index": [x, y], "value": None, "selected": True})
+    return select([x, y])
+
+
+def select(index) -> gr.SelectData:
+    """A select event whose index is anything an API caller may send."""
+    return gr.SelectData(None, {"index": index, "value": None, "selected": True})
+
+
+def tab_handler(demo: gr.Blocks, tab, name: str, nth: int = 0) -> Callable:
+    """The `nth` function named `name` that the tab module `tab` gave an event listener."""
+    return [block_fn.fn for block_fn in demo.fns.values() if block_fn.fn is not None and
+            block_fn.fn.__module__ == tab.__name__ and block_fn.fn.__name__ == name][nth]
 
 
 @pytest.fixture(scope="module")
@@ -259,10 +278,107 @@ def test_clicks_before_a_photo_and_outside_it_change_nothing(app, write):
     for name, on_click in patch_clicks:
         assert all(out == gr.skip() for out in on_click(None, click(3, 3))), name
     key, _ = upload_and_analyse(app, write("good.png", PNG))
-    for name, on_click in patch_clicks[1:]:
+    for name, on_click in patch_clicks:
         for outside in (click(-5, 3), click(3, 99_999)):
-            assert all(out == gr.skip() for out in on_click(key, outside)), name
+            with pytest.warns(UserWarning, match="That click is not on the picture"):
+                assert all(out == gr.skip() for out in on_click(key, outside)), name
         assert on_click(key, click(1, 1))[0] == 0  # the top-left patch, after the refused clicks
+
+
+# What an API caller may send instead of a click's [x, y]: each is refused with one line.
+MALFORMED_CLICKS = [["a", "b"], [1], "xyz", None, [float("nan"), 3], [3, float("inf")], [10**400, 3], [True, False],
+                    [1, 2, 3], {"x": 1, "y": 2}]
+# Numbers, but outside the picture: a warning, and nothing changes.
+FAR_CLICKS = [[1e300, 3], [-5, -5], [3, -(10**30)]]
+# What an API caller may send instead of a slider's number.
+NOT_NUMBERS = ["xyz", None, float("nan"), float("inf"), [1], 10**400, True]
+
+
+def refused_in_one_line(call: Callable, *words: str) -> None:
+    """`call()` raises the app's one-line gr.Error (containing `words`), logged without a traceback."""
+    with pytest.raises(gr.Error) as caught:
+        call()
+    assert one_line(caught.value.message) and not caught.value.print_exception, caught.value.message
+    assert all(word in caught.value.message for word in words), caught.value.message
+
+
+def patch_click_handlers(demo: gr.Blocks) -> dict[str, Callable]:
+    """Every picture a patch is clicked on: fn(key, select event) → the handler's outputs."""
+    positions = [tab_handler(demo, positions_tab, "on_click", i) for i in range(4)]  # the photo, then 3 maps
+    return {"journey": tab_handler(demo, journey_tab, "select_patch"),
+            "attention": lambda key, e: tab_handler(demo, attention_tab, "on_click")(key, 1, "query", "local", e),
+            **{f"positions {i}": lambda key, e, fn=fn: fn(key, "fixed", e) for i, fn in enumerate(positions)}}
+
+
+def test_malformed_clicks_get_one_line_and_change_nothing(app, write):
+    """Click data sent through the API: whatever it holds, one line for the user and nothing
+    changed; a good click afterwards works."""
+    key, _ = upload_and_analyse(app, write("good.png", PNG))
+    for name, on_click in patch_click_handlers(app[0]).items():
+        for index in MALFORMED_CLICKS:
+            refused_in_one_line(lambda: on_click(key, select(index)), "That click cannot be read")
+        for index in FAR_CLICKS:
+            with pytest.warns(UserWarning, match="That click is not on the picture") as warned:
+                assert all(out == gr.skip() for out in on_click(key, select(index))), (name, index)
+            assert all(one_line(str(w.message)) for w in warned)
+        assert on_click(key, click(1, 1))[0] == 0, name  # the top-left patch
+
+
+def test_malformed_controls_of_the_attention_tab_get_one_line(app, write):
+    """The layer slider and the direction and colour-scale radios, as an API caller may send them:
+    a non-number or an unknown choice is refused in one line; a number out of range is clamped to
+    the model's layers (a slider may still hold a layer of the previous checkpoint)."""
+    demo = app[0]
+    key, _ = upload_and_analyse(app, write("good.png", PNG))
+    depth = 2  # the tiny checkpoint's
+    handlers = {name: tab_handler(demo, attention_tab, name) for name in ("on_control", "refresh", "on_save")}
+    for name, handler_ in handlers.items():
+        for value in NOT_NUMBERS:
+            refused_in_one_line(lambda: handler_(key, 0, value, "query", "local"), "Layer must be a number")
+        for direction in ("xyz", None, ["query"]):
+            refused_in_one_line(lambda: handler_(key, 0, 1, direction, "local"), "Direction must be one of query, key")
+        refused_in_one_line(lambda: handler_(key, 0, 1, "query", 3), "Colour scale must be one of local, global")
+    for layer, shown in ((-5, 1), (0, 1), (1.4, 1), (10**6, depth), (1e300, depth)):
+        status = handlers["on_control"](key, 0, layer, "key", "global")[2]
+        assert f"layer {shown} of {depth}" in status, (layer, status)
+        assert handlers["refresh"](key, 0, layer, "key", "global")[-2]["value"] == shown  # the slider, put right
+    assert handlers["on_control"](key, 5, 2, "query", "local")[0] == 5  # the tab still works
+
+
+def test_malformed_controls_of_the_position_tab_get_one_line(app, write):
+    """The dimension slider and the colour-range radio, as for the Attention tab: a dimension out of
+    range is clamped to the table's width, anything else refused in one line."""
+    demo = app[0]
+    key, _ = upload_and_analyse(app, write("good.png", PNG))
+    on_dimension = tab_handler(demo, positions_tab, "on_dimension")
+    refresh_tables = tab_handler(demo, positions_tab, "refresh_tables")
+    for value in NOT_NUMBERS:
+        refused_in_one_line(lambda: on_dimension(key, value), "Embedding dimension d must be a number")
+        refused_in_one_line(lambda: refresh_tables(key, "fixed", value), "Embedding dimension d must be a number")
+    width = 32  # the tiny checkpoint's
+    for d, shown in ((-5, 0), (10**6, width - 1), (1e300, width - 1)):
+        assert on_dimension(key, d) == on_dimension(key, shown)
+        assert refresh_tables(key, "fixed", d)[1 + 3 + 3]["value"] == shown  # the slider, put right
+    handlers = [tab_handler(demo, positions_tab, "on_colour_range"), tab_handler(demo, positions_tab, "refresh")]
+    for handler_ in handlers:
+        for colour_range in ("xyz", None, ["fixed"], 1):
+            refused_in_one_line(lambda: handler_(key, 0, colour_range),
+                                "Similarity colour range must be one of fixed, stretch")
+    refused_in_one_line(lambda: refresh_tables(key, "xyz", 0), "Similarity colour range must be one of")
+    assert handlers[0](key, 5, "fixed")[0] == 5  # the tab still works
+
+
+def test_malformed_what_if_numbers_get_one_line(app):
+    """The what-if fields are number fields: an empty one is a reason beside the table, anything no
+    number field sends is refused in one line."""
+    settings, *values = journey_tab.seed_settings()
+    for value in ("xyz", [1], 10**400, float("inf"), True):
+        refused_in_one_line(lambda: journey_tab.show_what_if(settings, value, *values[1:]),
+                            "image size (px) must be a number")
+    summary, _ = journey_tab.show_what_if(settings, None, *values[1:])
+    assert one_line(summary) and "whole number" in summary
+    summary, _ = journey_tab.show_what_if(settings, *values)
+    assert "86,284,806" in summary  # the reference model, after the refused values
 
 
 def test_a_running_server_answers_bad_uploads_in_one_line_and_keeps_serving(tiny_checkpoint, tmp_path, write):
@@ -320,8 +436,18 @@ def snapshot_of(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def no_model_in_memory(monkeypatch) -> None:
+    """From now on, building a model anywhere but on the meta device fails the test: a folder must
+    be refused before its model takes any memory."""
+    def meta_only(cfg):
+        assert torch.empty(0).is_meta, f"a model of width {cfg.embed_dim} × {cfg.depth} blocks was built in memory"
+        return SegmentationViT(cfg)
+    monkeypatch.setattr(ckpt, "SegmentationViT", meta_only)
+
+
 @pytest.mark.parametrize("how", BROKEN)
-def test_a_broken_checkpoint_folder_gives_one_line_and_is_left_as_it_was(tiny_checkpoint, tmp_path, how):
+def test_a_broken_checkpoint_folder_gives_one_line_and_is_left_as_it_was(tiny_checkpoint, tmp_path, how, monkeypatch):
+    no_model_in_memory(monkeypatch)
     folder = tmp_path / "runs" / "broken"
     shutil.copytree(tiny_checkpoint, folder)
     break_folder(folder, how)
@@ -348,6 +474,75 @@ def test_switching_to_a_broken_checkpoint_shows_a_message_and_the_good_one_still
     assert key is None and status.startswith("⚠") and one_line(status) and preview is not None
     key, status, _ = handler(demo, "analyse")(photo, "runs/good", sources.FINAL)
     assert key is not None and status.startswith("**runs/good**")
+
+
+def test_a_folder_with_only_a_config_is_refused_before_any_model_is_built(tmp_path, monkeypatch):
+    """What a training job writes first, within seconds: the folder is in the picker, and picking
+    it must not build its model (302M parameters here: 1.2 GB) only to find no weights."""
+    folder = tmp_path / "runs" / "starting"
+    folder.mkdir(parents=True)
+    cfg = preset("seed", {"embed_dim": 1024, "depth": 24, "num_heads": 16})[0]  # ViT-L's encoder
+    (folder / "config.json").write_text(json.dumps({"model": cfg.to_dict()}))
+    assert list(sources.find_checkpoints(tmp_path / "runs").values()) == [folder]
+    no_model_in_memory(monkeypatch)
+    for load in (load_model, ModelCache().model):
+        with pytest.raises(CheckpointError) as caught:
+            load(folder)
+        assert one_line(str(caught.value)) and "no model.safetensors" in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize("width, depth", [(65536, 1000), (1024, 24)])
+@pytest.mark.parametrize("epoch", [None, 1])
+def test_a_config_too_large_to_open_is_refused_in_one_line(tiny_checkpoint, tmp_path, width, depth, epoch,
+                                                           monkeypatch):
+    """A config.json asking for more than MAX_PARAMETERS, beside weights (of another model): refused
+    with the count, before the 51 GB that its first block alone would take (65536 wide) are asked for."""
+    folder = tmp_path / "runs" / "big"
+    shutil.copytree(tiny_checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["model"].update(embed_dim=width, depth=depth)
+    (folder / "config.json").write_text(json.dumps(config))
+    no_model_in_memory(monkeypatch)
+    with pytest.raises(CheckpointError) as caught:
+        load_model(folder, epoch)
+    message = str(caught.value)
+    assert one_line(message) and str(folder) in message and f"at most {MAX_PARAMETERS:,}" in message, message
+
+
+def change_a_matrix(path: Path, key: str, change: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    """Rewrite one tensor of a safetensors file, keeping the rest and the header's metadata."""
+    with safe_open(path, "pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(path)
+    tensors[key] = change(tensors[key]).contiguous()
+    save_file(tensors, path, metadata)
+
+
+@pytest.mark.parametrize("where", ["model.safetensors", "train_state.safetensors", "snapshot", "int8 snapshot",
+                                   "int8 snapshot's scale"])
+def test_weights_of_another_shape_are_named_before_any_model_is_built(tiny_checkpoint, tmp_path, where, monkeypatch):
+    folder = tmp_path / "runs" / "reshaped"
+    shutil.copytree(tiny_checkpoint, folder)
+    name = "blocks.1.mlp.fc2.weight"
+    epoch = 1 if "snapshot" in where else None
+    if where.startswith("int8"):  # as shipped checkpoints keep them: a scale per row of each matrix
+        ckpt.atomic_save_tensors(snapshot_path(folder, epoch), *ckpt.int8_state(load_model(folder, epoch)))
+    no_model_in_memory(monkeypatch)
+    if where == "model.safetensors":
+        change_a_matrix(folder / where, name, lambda t: t[:, :-1])
+    elif where == "train_state.safetensors":
+        (folder / "model.safetensors").unlink()  # a run that has not finished: its weights are in the state
+        change_a_matrix(folder / where, f"model.{name}", lambda t: t[:, :-1])
+    elif where == "int8 snapshot's scale":
+        change_a_matrix(snapshot_path(folder, epoch), name + INT8_SCALE, lambda t: t[:3, 0])
+    else:
+        change_a_matrix(snapshot_path(folder, epoch), name, lambda t: t[:, :-1])
+    with pytest.raises(CheckpointError) as caught:
+        load_model(folder, epoch)
+    message = str(caught.value)
+    assert one_line(message) and str(folder) in message and name in message, message
+    if where != "int8 snapshot's scale":
+        assert f"{name}: (32, 127) in the file, (32, 128) in the model" in message, message
 
 
 def test_a_checkpoint_with_no_config_is_not_offered(tiny_checkpoint, tmp_path):
@@ -540,3 +735,7 @@ def test_the_server_listens_on_this_computer_only_and_bounds_what_it_keeps(tiny_
     assert launched["state_session_capacity"] == shell.SESSIONS_KEPT <= 1000
     assert launched["demo"]._queue.max_size == shell.QUEUE_SIZE
     assert trimmed == [shell.TRIM_SECONDS]
+    # Gradio's own copies of uploads and pictures sit in a folder of this server's, not in /tmp/gradio.
+    gradio_folder = Path(os.environ["GRADIO_TEMP_DIR"])
+    assert gradio_folder.name.startswith("vitviz-gradio-") and gradio_folder.stat().st_mode & 0o777 == 0o700
+    assert Path(launched["demo"].GRADIO_CACHE) == gradio_folder

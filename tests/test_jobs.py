@@ -6,6 +6,8 @@ import os
 import random
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -187,6 +189,42 @@ def test_start_watch_stop_and_resume_a_real_run(tiny_data, tmp_path, manager):
     log = jobs.log_tail(folder, 200)
     assert f"resuming {folder} after epoch {done}" in log and log.count("$ python -m vitviz.train") == 2
     assert "\r" not in log
+
+
+def test_only_the_app_that_started_a_job_may_stop_or_resume_it_while_that_app_runs(tiny_data, manager):
+    other = JobManager(manager.runs_dir, workers=0, threads=1)  # a second app on the same runs folder
+    folder = manager.start(request(manager.runs_dir, tiny_data, "mine")).folder
+    try:
+        wait_for(lambda: training(folder), "the job to train")
+        assert [s.name for s in other.runs()] == ["mine"] and other.status("mine").alive  # it may watch
+        assert other.other_app(folder) == os.getpid() and manager.other_app(folder) is None
+        for refused in (other.stop, other.resume):
+            with pytest.raises(JobError, match=rf"'mine' was started by another vitviz app \(pid {os.getpid()}\), "
+                                               "which still runs: only that app can stop or resume it"):
+                refused("mine")
+        assert training(folder) and not json.loads((folder / "job.json").read_text()).get("stop_requested")
+        manager.stop("mine")
+        wait_for(lambda: manager.status("mine").state == "stopped", "the stop")
+        with pytest.raises(JobError, match="started by another vitviz app"):
+            other.resume("mine")
+
+        # The app that started it has ended (its pid is gone, or now belongs to a later process): any app may resume.
+        assert jobs.app_alive(manager.app) and not jobs.app_alive({**manager.app, "started": "0"})
+        ended = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                                   text=True, check=True).stdout)
+        job = json.loads((folder / "job.json").read_text())
+        ckpt.atomic_write_json(folder / "job.json", {**job, "app": {**job["app"], "pid": ended}})
+        assert other.other_app(folder) is None
+        other.resume("mine")  # and it is now the resumed job's app
+        assert manager.other_app(folder) == os.getpid()
+        with pytest.raises(JobError, match="started by another vitviz app"):
+            manager.stop("mine")
+        other.stop("mine")
+        wait_for(lambda: other.status("mine").state == "stopped", "the second stop")
+    finally:
+        for child in other._children.values():
+            child.kill()
+            child.wait()
 
 
 def test_a_job_that_dies_shows_crashed_with_its_error(tiny_data, tmp_path, manager):

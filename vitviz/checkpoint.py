@@ -13,16 +13,23 @@ import json
 import os
 import re
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save
+from safetensors.torch import safe_open, save
 
 from vitviz.model import SegmentationViT, ViTConfig
 
 
 INT8_SCALE = ".int8_scale"
+# The largest model a checkpoint folder may describe, checked before anything is built. The
+# article's reference model has 86.28M parameters (345 MB in fp32); 100M opens it with room to
+# spare, and one such model stays well inside the app's 1 GiB model cache and a laptop's memory.
+# The Train tab allows up to 2.4B (width 2048 × 48 blocks, 9 GiB in fp32): such a run is refused
+# with this number instead of filling the server's memory.
+MAX_PARAMETERS = 100_000_000
 
 
 class CheckpointError(ValueError):
@@ -114,43 +121,112 @@ def read_config(folder: str | os.PathLike) -> dict:
     return config
 
 
-def read_weights(folder: str | os.PathLike, epoch: int | None = None) -> dict[str, torch.Tensor]:
-    """Weights of `epoch` (a snapshot), or of the last epoch when `epoch` is None."""
-    folder = Path(folder)
-    try:
-        if epoch is not None:
-            path = snapshot_path(folder, epoch)
-            if not path.is_file():
-                raise CheckpointError(f"{folder}: no snapshot for epoch {epoch} (have {list_snapshots(folder)})")
-            return dequantize(load_file(path))
-        if (folder / "model.safetensors").is_file():
-            return load_file(folder / "model.safetensors")
-        if (folder / "train_state.safetensors").is_file():
-            with safe_open(folder / "train_state.safetensors", "pt") as f:
-                return {k[len("model."):]: f.get_tensor(k) for k in f.keys() if k.startswith("model.")}
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{folder}: weights file is unreadable ({e})") from None
+def weights_file(folder: Path, epoch: int | None = None) -> tuple[Path, str]:
+    """The file holding the weights of `epoch` (a snapshot), or of the last epoch when `epoch` is
+    None, and the prefix of their names in it."""
+    if epoch is not None:
+        path = snapshot_path(folder, epoch)
+        if not path.is_file():
+            raise CheckpointError(f"{folder}: no snapshot for epoch {epoch} (have {list_snapshots(folder)})")
+        return path, ""
+    for name, prefix in (("model.safetensors", ""), ("train_state.safetensors", "model.")):
+        if (folder / name).is_file():
+            return folder / name, prefix
     raise CheckpointError(f"{folder}: no model.safetensors or train_state.safetensors")
 
 
-def load_model(folder: str | os.PathLike, epoch: int | None = None, device: str | torch.device = "cpu") -> SegmentationViT:
-    """Build the model from config.json and load its weights (fp32, eval mode)."""
+def read_weights(folder: str | os.PathLike, epoch: int | None = None) -> dict[str, torch.Tensor]:
+    """Weights of `epoch` (a snapshot), or of the last epoch when `epoch` is None."""
+    path, prefix = weights_file(Path(folder), epoch)
+    try:
+        with safe_open(path, "pt") as f:
+            return dequantize({k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)})
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{folder}: weights file is unreadable ({e})") from None
+
+
+def weight_shapes(folder: str | os.PathLike, epoch: int | None = None) -> dict[str, tuple[int, ...]]:
+    """Name → shape of each tensor `read_weights` would return, from the file's header alone: no
+    tensor is read."""
+    path, prefix = weights_file(Path(folder), epoch)
+    try:
+        with safe_open(path, "pt") as f:
+            shapes = {k[len(prefix):]: tuple(f.get_slice(k).get_shape()) for k in f.keys() if k.startswith(prefix)}
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{folder}: weights file is unreadable ({e})") from None
+    return {k: _scaled_shape(folder, k, s, shapes[k + INT8_SCALE]) if k + INT8_SCALE in shapes else s
+            for k, s in shapes.items() if not k.endswith(INT8_SCALE)}
+
+
+def _scaled_shape(folder: str | os.PathLike, name: str, shape: tuple[int, ...],
+                  scale: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of an int8 snapshot's matrix times its scale, as `dequantize` multiplies them."""
+    try:
+        return tuple(torch.broadcast_shapes(shape, scale))
+    except RuntimeError:
+        raise CheckpointError(f"{folder}: {name}{INT8_SCALE} of shape {scale} cannot scale {name} of shape "
+                              f"{shape}") from None
+
+
+def meta_model(cfg: ViTConfig) -> SegmentationViT:
+    """The model `cfg` describes on the meta device: every parameter's shape, no memory."""
+    with torch.device("meta"):
+        return SegmentationViT(cfg)
+
+
+def parameter_count(cfg: ViTConfig) -> int:
+    """Parameters of the model `cfg` describes, from a meta model of one block (the blocks are all
+    alike), so that a config of a million blocks costs no more than one of twelve."""
+    one = meta_model(replace(cfg, depth=1))
+    return one.num_params() + (cfg.depth - 1) * sum(p.numel() for p in one.blocks[0].parameters())
+
+
+def check_folder(folder: str | os.PathLike, epoch: int | None = None) -> ViTConfig:
+    """The model config of a checkpoint folder whose weights fit it, found without building the
+    model in memory: the weights file is there, the model has at most MAX_PARAMETERS, and every
+    tensor name and shape in the file's header is the model's. A folder that a training job has
+    just created holds only config.json, and a config may ask for any size: the app's model cache
+    builds nothing until this says yes. Raises CheckpointError with a one-line reason."""
     cfg = ViTConfig.from_dict(read_config(folder)["model"])
-    model = SegmentationViT(cfg)
-    weights = {k: v.float() if v.is_floating_point() else v for k, v in read_weights(folder, epoch).items()}
-    problem = weights_mismatch(model.state_dict(), weights)
+    shapes = weight_shapes(folder, epoch)
+    try:
+        problem = model_mismatch(cfg, shapes)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as e:  # the model's own checks
+        raise CheckpointError(f"{folder}: config.json describes no model ({e})") from None
     if problem:
-        raise CheckpointError(f"{folder}: weights do not match config.json ({problem})")
-    model.load_state_dict(weights)
+        raise CheckpointError(f"{folder}: {problem}")
+    return cfg
+
+
+def model_mismatch(cfg: ViTConfig, shapes: dict[str, tuple[int, ...]]) -> str | None:
+    """Why weights of these shapes cannot make the model `cfg` describes, or None. The model is
+    only ever built on the meta device, and only once its depth is known to fit the file."""
+    count = parameter_count(cfg)
+    if count > MAX_PARAMETERS:
+        return f"config.json describes a model of {count:,} parameters; vitviz opens at most {MAX_PARAMETERS:,}"
+    if cfg.depth > len(shapes):  # every block has tensors of its own: this file cannot hold them all
+        return f"weights do not match config.json ({cfg.depth} blocks, {len(shapes)} tensors in the file)"
+    expected = {k: tuple(v.shape) for k, v in meta_model(cfg).state_dict().items()}
+    problem = weights_mismatch(expected, shapes)
+    return problem and f"weights do not match config.json ({problem})"
+
+
+def load_model(folder: str | os.PathLike, epoch: int | None = None, device: str | torch.device = "cpu") -> SegmentationViT:
+    """Build the model from config.json and load its weights (fp32, eval mode), once
+    `check_folder` has found that they fit."""
+    model = SegmentationViT(check_folder(folder, epoch))
+    weights = read_weights(folder, epoch)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
     return model.to(device).eval()
 
 
-def weights_mismatch(expected: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]) -> str | None:
-    """Why `weights` cannot be loaded into a model whose state dict is `expected`, in a few words
-    (counts and the first name of each kind), or None when every name and shape matches."""
-    missing = [k for k in expected if k not in weights]
-    unexpected = [k for k in weights if k not in expected]
-    reshaped = [k for k in expected if k in weights and weights[k].shape != expected[k].shape]
+def weights_mismatch(expected: dict[str, tuple[int, ...]], shapes: dict[str, tuple[int, ...]]) -> str | None:
+    """Why weights of `shapes` (name → shape) cannot be loaded into a model whose state dict has
+    `expected`, in a few words (counts and the first name of each kind), or None when every name
+    and shape matches."""
+    missing = [k for k in expected if k not in shapes]
+    unexpected = [k for k in shapes if k not in expected]
+    reshaped = [k for k in expected if k in shapes and shapes[k] != expected[k]]
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing, e.g. {missing[0]}")
@@ -158,6 +234,6 @@ def weights_mismatch(expected: dict[str, torch.Tensor], weights: dict[str, torch
         problems.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
     if reshaped:
         k = reshaped[0]
-        problems.append(f"{len(reshaped)} of another shape, e.g. {k}: {tuple(weights[k].shape)} in the file, "
-                        f"{tuple(expected[k].shape)} in the model")
+        problems.append(f"{len(reshaped)} of another shape, e.g. {k}: {shapes[k]} in the file, "
+                        f"{expected[k]} in the model")
     return "; ".join(problems) or None

@@ -18,6 +18,7 @@ from PIL import Image
 
 from vitviz.attention_maps import fit_size
 from vitviz.checkpoint import list_snapshots
+from vitviz.downloads import write_privately
 from vitviz.i18n import DEFAULT, class_values, text
 from vitviz.inference import Analysis, ModelCache
 from vitviz.overlay import overlay_mask
@@ -103,7 +104,8 @@ def overlay_frame(analysis: Analysis, opacity: float, max_side: int) -> np.ndarr
 
 def export_gif(frames: list[np.ndarray], labels: list[str], path: str | os.PathLike, frame_ms: int = 700) -> Path:
     """Write an animated GIF, one frame per picture with its label in a band on top; the last
-    frame stays three times as long so the final mask can be seen before the loop restarts."""
+    frame stays three times as long so the final mask can be seen before the loop restarts.
+    Written like every picture of a user's photo (`downloads.write_privately`): mode 0600, whole."""
     if not frames or len(frames) != len(labels):
         raise ValueError(f"need one label per frame and at least one frame, got {len(frames)} frames, {len(labels)} labels")
     # Pillow's default palette search takes ~0.1 s a frame; the fast octree one is ~100× quicker
@@ -113,8 +115,8 @@ def export_gif(frames: list[np.ndarray], labels: list[str], path: str | os.PathL
     durations = [frame_ms] * (len(images) - 1) + [3 * frame_ms]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
-    return path
+    return write_privately(path, lambda file: images[0].save(
+        file, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0))
 
 
 def blocky_explanation(patch_size: int, out_channels: int, lang: str = DEFAULT) -> str:

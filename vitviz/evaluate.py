@@ -1,27 +1,57 @@
 """Evaluate a checkpoint: `python -m vitviz.evaluate --checkpoint DIR --data-root DIR --split test --json`.
 
-Deterministic (eval mode, resize only, no test-time augmentation) over the split's labeled photos.
+Deterministic (eval mode, resize only) over the split's labeled photos; `--flip` averages each
+photo with its mirror image (test-time augmentation), `--small-pets` adds the wide-scene stand-in
+of `vitviz.smallpets` (pet IoU of the photos shrunk onto a grey and onto a mirrored canvas).
 """
 
 import argparse
 import json
 import sys
 
+import torch
 from torch.utils.data import DataLoader
 
-from vitviz.checkpoint import CheckpointError, load_model
+from vitviz.checkpoint import CheckpointError, load_model, read_config
 from vitviz.data import PetDataset
+from vitviz.smallpets import small_pet_scores
 from vitviz.train import evaluate_model, pick_device
 
 
+@torch.no_grad()
+def class_accuracy(model, dataset: PetDataset, class_labels: str, device: torch.device, batch_size: int = 64) -> dict:
+    """Top-1 accuracy of a class-token head over every photo of a split; a breed head is also scored on species
+    (its breed guess mapped to that breed's species)."""
+    model.eval()
+    species_of = {e.breed: e.species for e in dataset.entries}
+    breed_hits = species_hits = 0
+    for images, _, breeds, species in DataLoader(dataset, batch_size=batch_size):
+        guess = model(images.to(device)).class_logits.argmax(1).cpu()
+        if class_labels == "species":
+            species_hits += int((guess == species).sum())
+            continue
+        breed_hits += int((guess == breeds).sum())
+        species_hits += sum(species_of.get(int(g), -1) == int(s) for g, s in zip(guess, species))
+    n = len(dataset)
+    return {"species_accuracy": species_hits / n, **({"breed_accuracy": breed_hits / n} if class_labels == "breed" else {})}
+
+
 def evaluate(checkpoint: str, data_root: str | None, split: str = "test", epoch: int | None = None,
-             device: str = "auto", batch_size: int = 64) -> dict:
+             device: str = "auto", batch_size: int = 64, flip: bool = False, small_pets: bool = False) -> dict:
     dev = pick_device(device)
     model = load_model(checkpoint, epoch, dev)
     dataset = PetDataset(data_root, split, model.cfg.image_size, "none")
-    result = evaluate_model(model, DataLoader(dataset, batch_size=batch_size), dev)
-    return {"pixel_accuracy": result["pixel_accuracy"], "miou": result["miou"], "iou": result["iou"],
-            "n_images": len(dataset), "checkpoint": str(checkpoint), "epoch": epoch, "split": split}
+    result = evaluate_model(model, DataLoader(dataset, batch_size=batch_size), dev, flip)
+    out = {"pixel_accuracy": result["pixel_accuracy"], "miou": result["miou"], "iou": result["iou"],
+           "n_images": len(dataset), "checkpoint": str(checkpoint), "epoch": epoch, "split": split, "flip": flip}
+    if model.class_head is not None:
+        every_photo = PetDataset(data_root, split, model.cfg.image_size, "none", segmentation=False)
+        out["classes"] = {"n_images": len(every_photo),
+                          **class_accuracy(model, every_photo, read_config(checkpoint)["train"]["class_labels"], dev)}
+    if small_pets:
+        model.cpu()
+        out["small_pets"] = {canvas: small_pet_scores(model, dataset, canvas, flip) for canvas in ("grey", "mirror")}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,10 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", choices=["test", "trainval"])
     parser.add_argument("--epoch", type=int, default=None, help="evaluate this snapshot instead of the last weights")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--flip", action="store_true", help="average each photo with its mirror image")
+    parser.add_argument("--small-pets", action="store_true", help="also score the photos shrunk to 10-50%% of the frame")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     try:
-        result = evaluate(args.checkpoint, args.data_root, args.split, args.epoch, args.device)
+        result = evaluate(args.checkpoint, args.data_root, args.split, args.epoch, args.device,
+                          flip=args.flip, small_pets=args.small_pets)
     except (CheckpointError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -44,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         iou = "  ".join(f"{k} {v:.4f}" for k, v in result["iou"].items())
         print(f"{result['checkpoint']} on {result['n_images']} {args.split} photos: "
               f"pixel accuracy {result['pixel_accuracy']:.4f}, mIoU {result['miou']:.4f} ({iou})")
+        for canvas, scores in result.get("small_pets", {}).items():
+            print(f"  small pets on a {canvas} canvas: pet IoU {scores['pet_iou']:.4f} (by scale {scores['by_scale']})")
     return 0
 
 

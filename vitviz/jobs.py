@@ -5,18 +5,23 @@ server. Everything about it lives in its run folder, so the app can be reloaded 
 time and finds its jobs again:
 
     runs/NAME/train.log      the job's output (every resume appends to it)
-    runs/NAME/job.json       the pid of the process the app started last, and whether Stop was pressed
+    runs/NAME/job.json       the pid of the process the app started last, the app that started it,
+                             and whether Stop was pressed
     runs/NAME/progress.json  written by the trainer: state, epoch, step, images/s, ETA, device, pid
     runs/NAME/...            config, metrics, snapshots, val_masks: see vitviz.train
 
-Whether a job is running is read from those pids and the live processes, not remembered.
+Whether a job is running is read from those pids and the live processes, not remembered. Only the
+app that started a job may stop or resume it while that app runs; once it has ended, any app may.
+A job is checked as a whole before it starts: the memory and disk it needs must be free.
 """
 
 import json
 import math
 import os
 import re
+import secrets
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,14 +31,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from vitviz import checkpoint as ckpt
 from vitviz.data import PetDataset, resolve_root
 from vitviz.epochs import read_metrics
 from vitviz.i18n import text
-from vitviz.model import ViTConfig
+from vitviz.model import SegmentationViT, ViTConfig
 from vitviz.posembed import KINDS
 from vitviz.presets import PRESETS, TrainConfig, preset
 from vitviz.sources import confine
+from vitviz.train import pick_device
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,6 +63,15 @@ HEADS = ("linear", "mlp", "skip")  # the segmentation heads of ViTConfig, offere
 ALIVE = ("starting", "running", "stopping")  # the states of a live process
 RESUMABLE = ("stopped", "crashed")
 NO_DATA_ROOT = text("train.no_data_root")  # the Train tab shows it in the user's language
+# Memory per parameter while training: fp32 weights, their gradients and Adam(W)'s two moments, 4 B each.
+TRAINING_BYTES_PER_PARAMETER = 16
+# Peak activation memory over what autograd saves: the backward pass adds the activations' gradients
+# (1.3-1.65× on a CPU for the presets; tests/test_job_cost.py checks the estimate on a real step).
+BACKWARD_PEAK = 1.7
+TRAINER_OVERHEAD = 2**30  # the trainer's Python and PyTorch, its data-loading workers and decoded photos
+# Disk per parameter: an fp16 snapshot; the final fp32 weights; the training state (fp32 weights and
+# the two moments), twice while a new one is written next to the old one it replaces.
+SNAPSHOT_BYTES, FINAL_BYTES, TRAIN_STATE_BYTES = 2, 4, 2 * 12
 
 
 class JobError(ValueError):
@@ -157,6 +174,111 @@ def check_data_root(data_root: str | None, data_roots: Sequence[str | os.PathLik
         raise JobError(f"Data root: {e}.") from None
 
 
+# --- what a job needs, and what the machine has -------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrainingCost:
+    """What training a model takes: its parameters, and the memory and disk it needs, in bytes."""
+
+    parameters: int
+    memory: int
+    disk: int
+
+
+def _saved_for_backward(model: SegmentationViT, photos: int) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of a forward pass on `photos` photos."""
+    sizes = []
+
+    def keep(tensor: torch.Tensor) -> torch.Tensor:
+        sizes.append(tensor.numel() * tensor.element_size())
+        return tensor
+
+    size = model.cfg.image_size
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        model(torch.empty(photos, model.cfg.in_channels, size, size, device="meta"))
+    return sum(sizes)
+
+
+def training_cost(model_cfg: ViTConfig, train: TrainConfig) -> TrainingCost:
+    """What training `model_cfg` with the recipe `train` needs, estimated without allocating a weight:
+    the model is built on the meta device, where tensors have shapes but no memory, and nothing is
+    computed.
+
+        parameters = those of the model built on the meta device
+        memory     = 16 B × parameters               fp32 weights, gradients and Adam(W)'s two moments
+                   + 1.7 × batch × activations      what autograd keeps for the backward pass per photo,
+                                                    and the gradients the backward pass adds
+                   + 1 GiB                          the trainer's Python, PyTorch and data loading
+        disk       = (2 B × snapshots + 4 B + 2 × 12 B) × parameters
+                     fp16 snapshots (the listed epochs and the last), the final fp32 weights, and the
+                     training state (weights, two moments), twice while a new one replaces the old
+
+    The activations per photo are measured, not guessed: the bytes autograd saves during one
+    training-mode forward pass on the meta device for two photos, less those for one photo (which
+    leaves out the weights that some layers save too). An encoder block saves about 18·D floats per
+    token (LayerNorm inputs, q, k, v, the MLP's 4·D hidden layer before and after GELU, …) plus the
+    heads · T² attention weights and their dropout mask; conv stems and the skip decoder add their
+    feature maps. All in fp32: on a GPU, where training runs in bf16 autocast, this is an upper bound."""
+    with torch.device("meta"):
+        model = SegmentationViT(model_cfg).train()
+    per_photo = _saved_for_backward(model, 2) - _saved_for_backward(model, 1)
+    parameters = model.num_params()
+    snapshots = len({epoch for epoch in train.snapshot_epochs if epoch <= train.epochs} | {train.epochs})
+    memory = (TRAINING_BYTES_PER_PARAMETER * parameters + round(BACKWARD_PEAK * train.batch_size * per_photo)
+              + TRAINER_OVERHEAD)
+    return TrainingCost(parameters, memory, (SNAPSHOT_BYTES * snapshots + FINAL_BYTES + TRAIN_STATE_BYTES) * parameters)
+
+
+def available_ram() -> int:
+    """Bytes of memory a new process can still get: MemAvailable in /proc/meminfo, else all of it."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+# Where a job's tensors live, by device type: (its free bytes now, its name in a message). Anywhere
+# else (the CPU, or a Mac's GPU, which shares the machine's memory) they live in the machine's RAM.
+FREE_MEMORY = {"cuda": (lambda device: torch.cuda.mem_get_info(device)[0], "the GPU")}
+MACHINE_MEMORY = (lambda device: available_ram(), "this machine")
+
+
+def _size(size: int) -> str:
+    """36.1 GiB, 48.0 MiB."""
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+
+
+COUNT_UNITS = ((1e9, "B", 2), (1e6, "M", 2), (1e3, "k", 1))  # (scale, suffix, decimals)
+
+
+def _count(n: int) -> str:
+    """2.42B, 3.14M, 998.8k, 512."""
+    return next((f"{n / scale:.{digits}f}{unit}" for scale, unit, digits in COUNT_UNITS if n >= scale), str(n))
+
+
+def check_fits(model: ViTConfig, train: TrainConfig, runs_dir: str | os.PathLike,
+               device: torch.device | None = None) -> TrainingCost:
+    """The job's `training_cost`, or a `JobError` when it needs more memory (on `device`, by default
+    where a job would train) or more disk (where `runs_dir` is) than is free now. Every field of the
+    form can be within its range and their product still far too large for the machine."""
+    cost, device = training_cost(model, train), device or pick_device()
+    free_memory, place = FREE_MEMORY.get(device.type, MACHINE_MEMORY)
+    if cost.memory > (free := free_memory(device)):
+        raise JobError(f"This model needs about {_size(cost.memory)} to train ({_count(cost.parameters)} parameters, "
+                       f"batch {train.batch_size}); {place} has {_size(free)} free: make it narrower or shallower, "
+                       "or the batch smaller.")
+    folder = Path(runs_dir).resolve()
+    folder = next(p for p in (folder, *folder.parents) if p.exists())  # the runs folder may not exist yet
+    if cost.disk > (free := shutil.disk_usage(folder).free):
+        raise JobError(f"This run's snapshots and training state need about {_size(cost.disk)} on disk "
+                       f"({_count(cost.parameters)} parameters); {folder} has {_size(free)} free: "
+                       "make the model smaller, or free some disk.")
+    return cost
+
+
 def check_request(runs_dir: str | os.PathLike, preset_name: str, name: str | None, data_root: str | None,
                   values: dict, data_roots: Sequence[str | os.PathLike]) -> TrainRequest:
     """The form's values → a `TrainRequest`, or a `JobError` that says what to fix.
@@ -192,6 +314,7 @@ def check_request(runs_dir: str | os.PathLike, preset_name: str, name: str | Non
                               {"epochs": numbers["epochs"], "batch_size": numbers["batch_size"], "lr": lr})
     except ValueError as e:
         raise JobError(f"{str(e)[0].upper()}{str(e)[1:]}.") from None
+    check_fits(model, train, runs_dir)
     root = check_data_root(data_root, data_roots)
     try:
         photos = len(PetDataset(root, "trainval", model.image_size, segmentation=not train.use_unlabeled,
@@ -234,6 +357,29 @@ def process_alive(pid: int | None) -> bool:
         except OSError:
             return False
     return True
+
+
+def process_start(pid: int) -> str | None:
+    """When process `pid` started (clock ticks after boot, from /proc), or None where that cannot be read."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def app_alive(app: dict) -> bool:
+    """Whether the app recorded in a job.json (`JobManager.app`) still runs: its pid is alive and,
+    where /proc exists, started when recorded (it is not a later process that got the same pid)."""
+    pid = app.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, but another user's
+    return process_start(pid) == app.get("started")
 
 
 def log_tail(folder: str | os.PathLike, lines: int = 15) -> str:
@@ -289,7 +435,8 @@ def read_status(folder: str | os.PathLike, alive=process_alive) -> RunStatus:
 
 class JobManager:
     """Starts, stops and resumes the training jobs of one runs folder, at most `max_jobs` at a time
-    (jobs started elsewhere, e.g. from a terminal, count too)."""
+    (jobs started elsewhere, e.g. from a terminal, count too). Jobs that another app started may be
+    watched but not stopped or resumed while that app runs (two apps may share a runs folder)."""
 
     def __init__(self, runs_dir: str | os.PathLike = "runs", max_jobs: int = 1, workers: int = 2,
                  threads: int | None = None):
@@ -299,6 +446,9 @@ class JobManager:
         self.threads = threads or max(1, (os.cpu_count() or 2) - 1)  # on a CPU, leave a core for the app
         self._lock = threading.Lock()  # one start / stop / resume at a time across browser sessions
         self._children: dict[int, subprocess.Popen] = {}  # jobs this app started, to collect their exit
+        # This app, as written into the job.json of every job it starts; the id tells apart two
+        # managers in one process, the pid and its start time whether the app still runs.
+        self.app = {"id": secrets.token_hex(8), "pid": os.getpid(), "started": process_start(os.getpid())}
 
     def alive(self, pid: int | None) -> bool:
         child = self._children.get(pid)
@@ -312,6 +462,15 @@ class JobManager:
         if not name or not NAME_PATTERN.fullmatch(name) or not folder.is_dir():
             raise JobError(f"There is no run named {name!r} under {self.runs_dir}.")
         return folder
+
+    def other_app(self, folder: Path) -> int | None:
+        """The pid of the other app that started the run in `folder` and still runs: only that app
+        may stop or resume the run. None when this app started it, no app did (a terminal), or that
+        app has ended."""
+        app = _read_json(folder / "job.json").get("app")
+        if not isinstance(app, dict) or app.get("id") == self.app["id"] or not app_alive(app):
+            return None
+        return app["pid"]
 
     def status(self, name: str) -> RunStatus:
         return read_status(self.folder(name), self.alive)
@@ -342,6 +501,7 @@ class JobManager:
     def resume(self, name: str) -> RunStatus:
         with self._lock:
             status = self.status(name)
+            self._refuse_other_apps_run(status.folder)
             if status.alive:
                 raise JobError(f"Run {name!r} is already {status.state}.")
             if status.state == "finished":
@@ -356,6 +516,7 @@ class JobManager:
         """Ask the job to stop after its current step (SIGTERM); it keeps its last finished epoch."""
         with self._lock:
             folder = self.folder(name)
+            self._refuse_other_apps_run(folder)
             job = _read_json(folder / "job.json")
             pid = job.get("pid") or _read_json(folder / "progress.json").get("pid")
             if not self.alive(pid):
@@ -364,6 +525,11 @@ class JobManager:
                 ckpt.atomic_write_json(folder / "job.json", {**job, "stop_requested": True})
             os.kill(pid, signal.SIGTERM)
             return self.status(name)
+
+    def _refuse_other_apps_run(self, folder: Path) -> None:
+        if pid := self.other_app(folder):
+            raise JobError(f"Run {folder.name!r} was started by another vitviz app (pid {pid}), which still runs: "
+                           "only that app can stop or resume it.")
 
     def _refuse_when_busy(self) -> None:
         active = self.active()
@@ -382,4 +548,5 @@ class JobManager:
             child = subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                      env=env, start_new_session=True)
         self._children[child.pid] = child
-        ckpt.atomic_write_json(folder / "job.json", {"pid": child.pid, "started": time.time(), "command": command[1:]})
+        ckpt.atomic_write_json(folder / "job.json", {"pid": child.pid, "started": time.time(), "command": command[1:],
+                                                     "app": self.app})

@@ -30,6 +30,7 @@ class TrainConfig:
     loss: str = "ce"  # "ce" | "ce_dice" (vitviz.losses)
     paste: float = 0.0  # share of each batch with another photo pasted in small (vitviz.resident.paste_small)
     pseudo_labels: str = ""  # masks for the unlabeled trainval photos, from `python -m vitviz.pseudo` (trains on the device set)
+    init_from: str = ""  # start from these weights (a checkpoint or run folder), e.g. the teacher's
     seed: int = 0
     snapshot_epochs: list[int] = field(default_factory=lambda: list(DEFAULT_SNAPSHOTS))
     val_split: str = "test"  # the curve's split; the model is never selected on it
@@ -81,6 +82,15 @@ PRESETS: dict[str, tuple[dict, dict]] = {
         dict(epochs=150, batch_size=16, lr=6e-4, optimizer="adamw", weight_decay=0.05, schedule="cosine",
              warmup_epochs=5, augment="strong", paste=0.3, loss="ce_dice", data_on_device=True, val_every=5,
              snapshot_epochs=[1, 2, 3, 5, 8, 13, 20, 35, 60, 100]),
+    ),
+    # The class-token model: a small conv-stem ViT whose class token learns the 37 breeds from every
+    # trainval photo (3,680) while its patch tokens learn the masks of the 400 with a trimap.
+    "class-token": (
+        dict(patch_size=16, patch_embed="convstem", embed_dim=128, depth=4, num_heads=4, dropout=0.1, head="skip",
+             class_token=True),
+        dict(epochs=40, batch_size=32, lr=1e-3, optimizer="adamw", weight_decay=0.05, schedule="cosine",
+             warmup_epochs=2, augment="strong", use_unlabeled=True, class_loss_weight=1.0, data_on_device=True,
+             val_every=5, snapshot_epochs=[1, 3, 8, 20]),
     ),
     # For tests and smoke runs: trains in seconds on generated data.
     "tiny": (dict(image_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, dropout=0.0),

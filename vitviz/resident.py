@@ -99,7 +99,7 @@ def paste_small(images: torch.Tensor, masks: torch.Tensor, generator: torch.Gene
     chosen = (uniform(generator, images, n) < share).nonzero().flatten().tolist()
     if not chosen:
         return images, masks
-    images, masks = images.clone(), masks.clone()
+    out_images, out_masks = images.clone(), masks.clone()  # donors are read from the batch as it came
     donors = torch.randperm(n, generator=generator, device=images.device).tolist()
     sizes = uniform(generator, images, n, *scale)
     corners = uniform(generator, images, 2 * n)
@@ -107,11 +107,11 @@ def paste_small(images: torch.Tensor, masks: torch.Tensor, generator: torch.Gene
         j = donors[i] if donors[i] != i else (i + 1) % n
         ph, pw = max(8, round(sizes[i].item() * h)), max(8, round(sizes[i].item() * w))
         top, left = int(corners[i].item() * (h - ph + 1)), int(corners[n + i].item() * (w - pw + 1))
-        images[i, :, top:top + ph, left:left + pw] = F.interpolate(images[j:j + 1], size=(ph, pw), mode="bilinear",
-                                                                   antialias=True, align_corners=False)[0]
-        masks[i, top:top + ph, left:left + pw] = F.interpolate(masks[j:j + 1, None].float(), size=(ph, pw),
-                                                               mode="nearest")[0, 0].long()
-    return images, masks
+        out_images[i, :, top:top + ph, left:left + pw] = F.interpolate(
+            images[j:j + 1], size=(ph, pw), mode="bilinear", antialias=True, align_corners=False)[0]
+        out_masks[i, top:top + ph, left:left + pw] = F.interpolate(
+            masks[j:j + 1, None].float(), size=(ph, pw), mode="nearest")[0, 0].long()
+    return out_images, out_masks
 
 
 def uniform(generator: torch.Generator, like: torch.Tensor, n: int, low: float = 0.0, high: float = 1.0) -> torch.Tensor:

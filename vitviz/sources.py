@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-from vitviz.attention_maps import fit_photo
 from vitviz.checkpoint import list_snapshots
 from vitviz.data import labeled, read_split, resolve_root
 from vitviz.epochs import final_label
@@ -94,11 +93,12 @@ def dataset_examples(data_root: str | os.PathLike | None, count: int = 8) -> lis
 
 
 def with_thumbnails(examples: list[tuple[Path, str]], size: int = 160) -> list[tuple[Path, str, np.ndarray]]:
-    """(path, caption, small decoded copy) for the example gallery; unreadable files are left out."""
+    """(path, caption, copy decoded at most `size` large) for the example gallery; unreadable files
+    are left out."""
     kept = []
     for path, caption in examples:
         try:
-            kept.append((path, caption, fit_photo(load_photo_rgb(path), size)))
+            kept.append((path, caption, load_photo_rgb(path, max_side=size)))
         except (PhotoError, OSError):
             continue
     return kept

@@ -243,6 +243,8 @@ def train(run: Path, model_cfg: ViTConfig, cfg: TrainConfig, data_root: str | No
     steps_per_epoch = max(1, len(train_set) // (cfg.batch_size * world_size))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(cfg, it / steps_per_epoch))
     start_epoch, history = load_train_state(run, model, optimizer, scheduler)
+    if cfg.init_from and not start_epoch:
+        model.load_state_dict({k: v.float() for k, v in ckpt.read_weights(cfg.init_from).items()})
     if start_epoch and is_main:
         print(f"resuming {run} after epoch {start_epoch}")
     if is_main:

@@ -32,8 +32,9 @@ def state_name(state: str, lang: str = DEFAULT) -> str:
     return text(f"train.state_{state}", lang)
 
 
-def status_markdown(status: RunStatus | None, lang: str = DEFAULT) -> str:
-    """One Markdown line (in `lang`): the run, its state, device, speed and time left, or its final scores."""
+def status_markdown(status: RunStatus | None, lang: str = DEFAULT, other_app: int | None = None) -> str:
+    """One Markdown line (in `lang`): the run, its state, device, speed and time left, or its final
+    scores; and the pid of `other_app` when another app started the run (only it may stop or resume it)."""
     if status is None:
         return text("train.no_run", lang)
     on_device = text("train.on_device", lang, device=status.device) if status.alive and status.device else ""
@@ -49,6 +50,8 @@ def status_markdown(status: RunStatus | None, lang: str = DEFAULT) -> str:
         parts.append(text("train.crashed", lang, last=last or text("train.no_output", lang)))
     if status.pixel_accuracy is not None:
         parts.append(text("train.last_validation", lang, accuracy=status.pixel_accuracy, miou=status.miou))
+    if other_app:
+        parts.append(text("train.other_app", lang, pid=other_app))
     return " · ".join(parts)
 
 

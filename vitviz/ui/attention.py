@@ -5,16 +5,19 @@ click or a slider never runs the model. The clicked patch lives in this tab's ow
 it survives a change of epoch and lets you watch one patch's attention over training.
 """
 
+from typing import Any, get_args
+
 import gradio as gr
 
-from vitviz.attention_maps import (centre_patch, click_to_patch, distance_figure, fit_size, mean_attention_distance,
+from vitviz.attention_maps import (Direction, Scale, centre_patch, distance_figure, fit_size, mean_attention_distance,
                                    uniform_attention_distance)
 from vitviz.attention_views import PHOTO_SIDE, attention_pictures
 from vitviz.checkpoint import CheckpointError
 from vitviz.downloads import save_pngs
 from vitviz.i18n import DEFAULT, text
 from vitviz.inference import Analysis
-from vitviz.ui.common import HIDE_SAVED, AnalysisKey, Context, Refresh, localized_choices, saved_files, show_saved
+from vitviz.ui.common import (HIDE_SAVED, AnalysisKey, Context, Refresh, clicked_patch, localized_choices, one_of,
+                              saved_files, show_saved, whole_number)
 
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 
@@ -61,22 +64,21 @@ def build(ctx: Context) -> Refresh:
     def on_click(key: AnalysisKey | None, layer_: int, direction_: str, scale_: str, evt: gr.SelectData,
                  lang: str = DEFAULT):
         analysis = load_analysis(ctx, key, lang=lang)
-        if analysis is None or evt.index is None:
+        if analysis is None:
             return [gr.skip()] * len(patch_outputs)
-        height, width = fit_size(*analysis.photo.shape[:2], PHOTO_SIDE)
-        try:
-            clicked = click_to_patch(evt.index[0], evt.index[1], width, height, analysis.grid)
-        except ValueError as e:
-            gr.Warning(text("shell.click_outside", lang, reason=e))
+        checked = checked_controls(analysis, layer_, direction_, scale_, lang)
+        clicked = clicked_patch(evt.index, fit_size(*analysis.photo.shape[:2], PHOTO_SIDE), analysis.grid, lang)
+        if clicked is None:
             return [gr.skip()] * len(patch_outputs)
-        return patch_views(analysis, clicked, layer_, direction_, scale_, lang)
+        return patch_views(analysis, clicked, *checked, lang)
 
     def on_control(key: AnalysisKey | None, patch_: int | None, layer_: int, direction_: str, scale_: str,
                    lang: str = DEFAULT):
         analysis = load_analysis(ctx, key, warn=False, lang=lang)
         if analysis is None:
             return [gr.skip()] * len(patch_outputs)
-        return patch_views(analysis, patch_in_grid(patch_, analysis.grid), layer_, direction_, scale_, lang)
+        return patch_views(analysis, patch_in_grid(patch_, analysis.grid),
+                           *checked_controls(analysis, layer_, direction_, scale_, lang), lang)
 
     def refresh(key: AnalysisKey | None, patch_: int | None, layer_: int, direction_: str, scale_: str,
                 lang: str = DEFAULT):
@@ -85,7 +87,7 @@ def build(ctx: Context) -> Refresh:
             return [None, None, text("attention.no_photo", lang), None, None, None, "", None, HIDE_SAVED,
                     gr.skip(), None]
         depth = len(analysis.trace.attentions)
-        layer_ = min(max(int(layer_), 1), depth)
+        layer_, direction_, scale_ = checked_controls(analysis, layer_, direction_, scale_, lang)
         distances = mean_attention_distance(analysis.trace.attentions, analysis.grid, analysis.patch_size,
                                             analysis.has_class_token)
         *views, class_map_picture = patch_views(analysis, patch_in_grid(patch_, analysis.grid), layer_, direction_,
@@ -103,7 +105,7 @@ def build(ctx: Context) -> Refresh:
         if analysis is None:
             return gr.skip()
         clicked = patch_in_grid(patch_, analysis.grid)
-        layer_ = min(max(int(layer_), 1), len(analysis.trace.attentions))
+        layer_, direction_, scale_ = checked_controls(analysis, layer_, direction_, scale_, lang)
         pictures = attention_pictures(analysis, clicked, layer_, direction_, scale_)
         stem = f"attention-patch{clicked}-layer{layer_}-{direction_}-{scale_}"
         return show_saved(save_pngs(pictures.named(stem)))
@@ -115,12 +117,21 @@ def build(ctx: Context) -> Refresh:
     return Refresh(refresh, [patch, *controls, ctx.language], [*patch_outputs, saved, layer, distance_plot])
 
 
-def patch_views(analysis: Analysis, patch: int, layer: int, direction: str, scale: str,
+def checked_controls(analysis: Analysis, layer: Any, direction: Any, scale: Any,
+                     lang: str = DEFAULT) -> tuple[int, Direction, Scale]:
+    """The tab's controls as the browser sent them, checked in one place: the layer (1-based)
+    rounded and clamped to the model's depth, the direction and colour scale among their values.
+    Anything else gets a one-line gr.Error (`ui.common`)."""
+    return (whole_number(layer, 1, len(analysis.trace.attentions), text("attention.layer", lang), lang),
+            one_of(direction, get_args(Direction), text("attention.direction", lang), lang),
+            one_of(scale, get_args(Scale), text("attention.scale", lang), lang))
+
+
+def patch_views(analysis: Analysis, patch: int, layer: int, direction: Direction, scale: Scale,
                 lang: str = DEFAULT) -> list:
-    """Everything that depends on the clicked patch, the layer (1-based), direction and colour scale,
-    in the order of the tab's patch outputs; the texts in `lang`."""
+    """Everything that depends on the clicked patch, the layer (1-based, `checked_controls`),
+    direction and colour scale, in the order of the tab's patch outputs; the texts in `lang`."""
     grid, has_cls, depth = analysis.grid, analysis.has_class_token, len(analysis.trace.attentions)
-    layer = min(max(int(layer), 1), depth)
     pictures = attention_pictures(analysis, patch, layer, direction, scale)
     if has_cls:
         class_note = text("attention.class_note", lang, layer=layer)

@@ -17,8 +17,11 @@ component its texts in the new language, then the shell redraws the tabs, whose 
 `ctx.language` as their last input (a `lang` parameter, English by default) for the texts they write.
 """
 
+import math
+import reprlib
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -26,6 +29,7 @@ from typing import Any, Callable, TypeVar
 import gradio as gr
 import numpy as np
 
+from vitviz.attention_maps import click_to_patch
 from vitviz.i18n import DEFAULT, text
 from vitviz.inference import Analysis, ModelCache, photo_id
 
@@ -123,6 +127,58 @@ def show_saved(paths: list[Path]) -> dict:
 
 
 HIDE_SAVED = gr.update(value=None, visible=False)
+
+
+# --- what the browser sends: every handler checks it here -------------------------------------
+# A browser sends what its widgets allow, but anyone can call the API with anything. What cannot be
+# used gets a one-line gr.Error, logged without a traceback, and the views stay as they are.
+
+def clicked_patch(index: Any, shown: tuple[int, int], grid: tuple[int, int], lang: str = DEFAULT) -> int | None:
+    """The patch under a click on a picture shown at `shown` (height, width), from the click's
+    `gr.SelectData.index`: the one place where the tabs' clicks become patches. Anything but two
+    finite numbers (["a", "b"], [1], "xyz", None, NaN) is refused; a click outside the picture (an
+    edge pixel that a browser rounds out) gets a warning and None, and the tab draws nothing new."""
+    if not (isinstance(index, (list, tuple)) and len(index) == 2 and all(map(_finite, index))):
+        raise gr.Error(text("shell.bad_click", lang, index=reprlib.repr(index)), print_exception=False)
+    height, width = shown
+    try:
+        return click_to_patch(index[0], index[1], width, height, grid)
+    except ValueError as e:
+        gr.Warning(text("shell.click_outside", lang, reason=e))
+        return None
+
+
+def whole_number(value: Any, low: int, high: int, what: str, lang: str = DEFAULT) -> int:
+    """A slider's value, rounded and clamped to low…high. Out of range is no error: a slider may
+    still hold a value for the previous checkpoint (layer 12 of a 4-layer model). Anything but a
+    finite number is refused, naming `what` (the slider's label in `lang`)."""
+    return min(max(round(number(value, what, lang)), low), high)
+
+
+def number(value: Any, what: str, lang: str = DEFAULT) -> int | float:
+    """`value` when it is a finite number, else refused, naming `what` (the field's label in `lang`)."""
+    if not _finite(value):
+        raise gr.Error(text("shell.bad_number", lang, what=what, value=reprlib.repr(value)), print_exception=False)
+    return value
+
+
+def one_of(value: Any, choices: Sequence[str], what: str, lang: str = DEFAULT) -> str:
+    """`value` when it is one of `choices` (a radio button's values), else refused, naming `what`."""
+    if value not in choices:
+        raise gr.Error(text("shell.bad_choice", lang, what=what, choices=", ".join(choices),
+                            value=reprlib.repr(value)), print_exception=False)
+    return value
+
+
+def _finite(value: Any) -> bool:
+    """A number a widget can send: not a bool, a string, None, NaN, infinity, or an integer too
+    large for a float (a click or a layer that far out is no click or layer)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 class PhotoStore:

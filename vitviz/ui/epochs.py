@@ -3,21 +3,19 @@ weights, one of them large with its metrics, and the progression as a GIF.
 
 Drawing it runs the model once per snapshot; like every tab, the shell draws it only while it is shown."""
 
-import hashlib
-import tempfile
 from pathlib import Path
 
 import gradio as gr
 
 from vitviz.attention_maps import fit_photo
 from vitviz.checkpoint import list_snapshots
+from vitviz.downloads import new_folder
 from vitviz.epochs import (Frame, blocky_explanation, export_gif, final_label, metrics_text, overlay_frame,
                            progression)
 from vitviz.i18n import DEFAULT, text
 from vitviz.ui.common import AnalysisKey, Context, Refresh
 
 OPACITY = 0.55
-GIF_DIR = Path(tempfile.gettempdir()) / "vitviz-gifs"
 
 
 def frame_label(frame: Frame, folder: str, lang: str) -> str:
@@ -73,10 +71,9 @@ def build(ctx: Context) -> Refresh:
         pictures = [overlay_frame(frame.analysis, OPACITY, 320) for frame in frames]
         thumbs = [(fit_photo(picture, 200), frame_label(frame, key.checkpoint, lang))
                   for picture, frame in zip(pictures, frames)]
-        # Two runs may share a name, and a run in progress gains epochs: both change the file name.
-        content_id = hashlib.sha1("|".join([key.checkpoint, *labels]).encode()).hexdigest()[:8]
-        name = f"epochs-{key.photo_id[:12]}-{Path(key.checkpoint).name}-{content_id}.gif"
-        gif_path = export_gif(pictures, labels, GIF_DIR / name)
+        # A folder of its own per GIF: a run in progress, or another run of the same name, draws other frames.
+        name = f"epochs-{key.photo_id[:12]}-{Path(key.checkpoint).name}.gif"
+        gif_path = export_gif(pictures, labels, new_folder() / name)
         # Start on the epoch picked above when it is a snapshot shown, else on the final weights.
         epochs = [frame.epoch for frame in frames]
         index = epochs.index(key.epoch) + 1 if key.epoch in epochs else len(frames)

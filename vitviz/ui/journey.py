@@ -4,15 +4,15 @@ the linear-vs-Conv2d patch embedding check (brief §3)."""
 
 import gradio as gr
 
-from vitviz.attention_maps import centre_patch, click_to_patch, fit_size
+from vitviz.attention_maps import centre_patch, fit_size
 from vitviz.i18n import DEFAULT, text
 from vitviz.inference import Analysis
-from vitviz.journey import (comparison_embed, journey_pictures, journey_rows, linear_conv_difference,
-                            model_summary, what_if)
+from vitviz.journey import (WHAT_IF_LIMITS, comparison_embed, journey_pictures, journey_rows,
+                            linear_conv_difference, model_summary, what_if)
 from vitviz.model import ViTConfig
 from vitviz.posembed import KINDS
 from vitviz.presets import preset
-from vitviz.ui.common import AnalysisKey, Context, Refresh
+from vitviz.ui.common import AnalysisKey, Context, Refresh, clicked_patch, number
 
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 
@@ -49,7 +49,12 @@ def conv_text(ctx: Context, key: AnalysisKey, analysis: Analysis, lang: str = DE
 
 def show_what_if(settings: dict, image_size: float, patch_size: float, embed_dim: float, num_heads: float,
                  depth: float, class_token: bool, pos_embed: str, lang: str = DEFAULT) -> tuple[str, dict]:
-    """The what-if summary and shape table, or a one-line reason why these settings make no model."""
+    """The what-if summary and shape table, or a one-line reason why these settings make no model.
+    An empty field is such a reason; a value that no number field sends (an API caller's "xyz"
+    or [1]) gets a one-line gr.Error instead."""
+    for name, value in zip(WHAT_IF_LIMITS, (image_size, patch_size, embed_dim, num_heads, depth)):
+        if value is not None:
+            number(value, text(f"journey.{name}", lang), lang)
     try:
         cfg, trace, total = what_if(ViTConfig.from_dict(settings), image_size, patch_size, embed_dim, num_heads,
                                     depth, class_token, pos_embed, lang)
@@ -127,10 +132,8 @@ def build(ctx: Context) -> Refresh:
         if analysis is None:
             gr.Warning(text("journey.no_photo", lang))
             return [gr.skip()] * 4
-        height, width = fit_size(*analysis.photo.shape[:2], DISPLAY_SIDE)  # the picture as displayed
-        try:
-            patch = click_to_patch(*evt.index, width, height, analysis.grid)
-        except (TypeError, ValueError):  # a click that Gradio reports outside the picture
+        patch = clicked_patch(evt.index, fit_size(*analysis.photo.shape[:2], DISPLAY_SIDE), analysis.grid, lang)
+        if patch is None:
             return [gr.skip()] * 4
         return (patch, analysis.click_target(DISPLAY_SIDE, patch),
                 patch_text(analysis, patch, lang), journey_pictures(analysis, patch, lang))

@@ -5,18 +5,21 @@ the sinusoidal tables are computed for the same patch grid and width. Clicking a
 photo or on any similarity map, shows how similar its embedding is to every other patch's.
 """
 
+from typing import Any, get_args
+
 import gradio as gr
 import numpy as np
 
-from vitviz.attention_maps import click_to_patch, fit_size, tile
+from vitviz.attention_maps import fit_size, tile
 from vitviz.downloads import save_pngs, shared_png
 from vitviz.i18n import DEFAULT, text
 from vitviz.inference import Analysis
-from vitviz.position_views import (SHOWN_KINDS, EmbeddingTables, accuracy_markdown, all_similarities_image,
-                                   dimension_image, embedding_tables, kind_name, map_cell, matrix_image,
-                                   similarity_image)
+from vitviz.position_views import (SHOWN_KINDS, ColourRange, EmbeddingTables, accuracy_markdown,
+                                   all_similarities_image, dimension_image, embedding_tables, kind_name, map_cell,
+                                   matrix_image, similarity_image)
 from vitviz.ui.attention import LATEX, figure, load_analysis, patch_in_grid
-from vitviz.ui.common import HIDE_SAVED, AnalysisKey, Context, Refresh, localized_choices, saved_files, show_saved
+from vitviz.ui.common import (HIDE_SAVED, AnalysisKey, Context, Refresh, clicked_patch, localized_choices, one_of,
+                              saved_files, show_saved, whole_number)
 
 PHOTO_SIDE = 384  # the clickable photo is shown at most this large
 
@@ -77,14 +80,12 @@ def build(ctx: Context) -> list[Refresh]:
         """A select handler for an image whose displayed (height, width) is `shown_size(analysis)`."""
         def on_click(key: AnalysisKey | None, colour_range_: str, evt: gr.SelectData, lang: str = DEFAULT):
             loaded = _load(ctx, key, lang=lang)
-            if loaded is None or evt.index is None:
+            if loaded is None:
                 return [gr.skip()] * len(click_outputs)
             analysis, tables = loaded
-            height, width = shown_size(analysis)
-            try:
-                clicked = click_to_patch(evt.index[0], evt.index[1], width, height, analysis.grid)
-            except ValueError as e:
-                gr.Warning(text("shell.click_outside", lang, reason=e))
+            colour_range_ = checked_range(colour_range_, lang)
+            clicked = clicked_patch(evt.index, shown_size(analysis), analysis.grid, lang)
+            if clicked is None:
                 return [gr.skip()] * len(click_outputs)
             return patch_views(analysis, tables, clicked, colour_range_, lang)
         return on_click
@@ -94,6 +95,7 @@ def build(ctx: Context) -> list[Refresh]:
         if loaded is None:
             return [gr.skip()] * (len(click_outputs) + len(all_outputs))
         analysis, tables = loaded
+        colour_range_ = checked_range(colour_range_, lang)
         return [*patch_views(analysis, tables, patch_in_grid(patch_, tables.grid), colour_range_, lang),
                 *all_maps_views(tables, colour_range_)]
 
@@ -101,7 +103,7 @@ def build(ctx: Context) -> list[Refresh]:
         loaded = _load(ctx, key, warn=False, lang=lang)
         if loaded is None:
             return [gr.skip()] * len(dim_outputs)
-        return dimension_views(loaded[1], int(d))
+        return dimension_views(loaded[1], checked_dimension(d, loaded[1], lang))
 
     def on_save(key: AnalysisKey | None, patch_: int | None, lang: str = DEFAULT):
         """The photo with the clicked patch outlined, as on screen, written as a PNG file."""
@@ -118,6 +120,7 @@ def build(ctx: Context) -> list[Refresh]:
         if loaded is None:
             return [None, None, text("attention.no_photo", lang), *[None] * len(SHOWN_KINDS), HIDE_SAVED]
         analysis, tables = loaded
+        colour_range_ = checked_range(colour_range_, lang)
         return [*patch_views(analysis, tables, patch_in_grid(patch_, tables.grid), colour_range_, lang),
                 HIDE_SAVED]  # PNG files saved for the previous photo
 
@@ -129,9 +132,9 @@ def build(ctx: Context) -> list[Refresh]:
             return ["", *[""] * len(SHOWN_KINDS), *empty_columns, gr.skip(), *empty_columns, *empty_columns,
                     accuracy_markdown(lang=lang)]
         tables = loaded[1]
-        d = min(int(d), tables.dim - 1)
+        d = checked_dimension(d, tables, lang)
         return [tables.model_note(lang), *[_column_note(tables, kind, lang) for kind in SHOWN_KINDS],
-                *all_maps_views(tables, colour_range_),
+                *all_maps_views(tables, checked_range(colour_range_, lang)),
                 gr.update(minimum=0, maximum=tables.dim - 1, value=d), *dimension_views(tables, d),
                 *matrix_views(tables),
                 accuracy_markdown(lang=lang)]
@@ -150,6 +153,17 @@ def build(ctx: Context) -> list[Refresh]:
             # The same for every photo of a model: a new photo leaves them as they are.
             Refresh(refresh_tables, [colour_range, dim, ctx.language], table_outputs,
                     depends_on=lambda key: key and (key.checkpoint, key.epoch))]
+
+
+def checked_range(colour_range: Any, lang: str = DEFAULT) -> ColourRange:
+    """The colour range as the browser sent it, if it is one (else a one-line gr.Error)."""
+    return one_of(colour_range, get_args(ColourRange), text("positions.colour_range", lang), lang)
+
+
+def checked_dimension(d: Any, tables: EmbeddingTables, lang: str = DEFAULT) -> int:
+    """The dimension slider's value, rounded and clamped to the tables' width: the slider may still
+    hold a dimension of a wider model (a non-number gets a one-line gr.Error)."""
+    return whole_number(d, 0, tables.dim - 1, text("positions.dimension", lang), lang)
 
 
 def patch_views(analysis: Analysis, tables: EmbeddingTables, patch: int, colour_range: str,

@@ -3,6 +3,11 @@
 The job runs in a process of its own (vitviz.jobs); this tab only reads its run folder, once a
 second (a gr.Timer), and sends the browser only what changed. Nothing lives in the app's memory,
 so a page reload or an app restart shows the same runs.
+
+Training is for the person who runs the app: when the app can be reached from other computers
+(app.py --host, --share) and was not started with --allow-remote-training, the tab is `locked`:
+Start, Stop and Resume are off, and their handlers refuse too, since the API can call them without
+the page. Runs that another app started can be watched here, not stopped or resumed.
 """
 
 import os
@@ -58,11 +63,12 @@ def masks_picture(folder: Path | None, lang: str = DEFAULT) -> dict:
     return gr.update(value=mask_progression(strips), label=label)
 
 
-def build(ctx: Context) -> None:
+def build(ctx: Context, locked: bool = False) -> None:
     manager = JobManager(ctx.runs_dir)
     defaults = jobs.form_defaults(FIRST_PRESET)
     data_roots = [ctx.data_root] if ctx.data_root else []  # a typed data root must lie inside these
     ctx.localized(gr.Markdown, {"value": "train.intro"})
+    ctx.localized(gr.Markdown, {"value": "train.remote_off"}, visible=locked, elem_id="train-locked")
     with gr.Row(equal_height=False):
         with gr.Column(scale=2):
             preset = ctx.localized(gr.Dropdown, {"label": "train.preset"}, choices=list(PRESETS), value=FIRST_PRESET)
@@ -89,7 +95,8 @@ def build(ctx: Context) -> None:
             data_root_texts = {"label": "train.data_root", "info": partial(data_root_note, data_roots)}
             data_root = ctx.localized(gr.Textbox, data_root_texts, value=ctx.data_root or "",
                                       interactive=bool(data_roots), elem_id="train-data-root")
-            start_btn = ctx.localized(gr.Button, {"value": "train.start"}, variant="primary", elem_id="train-start")
+            start_btn = ctx.localized(gr.Button, {"value": "train.start"}, variant="primary", interactive=not locked,
+                                      elem_id="train-start")
             ctx.localized(gr.Markdown, {"value": partial(device_note, manager.threads)})
         with gr.Column(scale=3):
             run = ctx.localized(gr.Dropdown, {"label": lambda lang: text("train.run", lang, folder=manager.runs_dir)},
@@ -136,9 +143,12 @@ def build(ctx: Context) -> None:
             selected = next((s.name for s in statuses if s.alive), names[0] if names else None)
         current = next((s for s in statuses if s.name == selected), None)
         folder = current.folder if current else None
-        line, bars, rows = status_markdown(current, lang), progress_html(current, lang), runs_table(statuses, lang)
+        other_app = manager.other_app(folder) if folder else None
+        line = status_markdown(current, lang, other_app)
+        bars, rows = progress_html(current, lang), runs_table(statuses, lang)
         tail = jobs.log_tail(folder) if folder else ""
-        can_stop, can_resume = bool(current and current.alive), bool(current and current.state in jobs.RESUMABLE)
+        controls = bool(current) and not locked and other_app is None
+        can_stop, can_resume = controls and current.alive, controls and current.state in jobs.RESUMABLE
         # The pictures' texts are in `lang`, so a new language redraws them too.
         metrics = (lang, file_signature(folder / "metrics.jsonl") if folder else None)
         strips = (lang, str(folder),
@@ -158,9 +168,15 @@ def build(ctx: Context) -> None:
 
     poll_outputs = [run, status, progress, stop_btn, resume_btn, curves, masks, log, table, seen]
 
+    def refuse_when_locked(lang: str) -> None:
+        """The buttons are off when locked, but an API call reaches the handlers all the same."""
+        if locked:
+            raise JobError(text("train.remote_off", lang))
+
     # `lang` comes before the form's fields here, which vary in number.
     def start(preset_name: str, run_name: str, root: str, lang: str, *values) -> tuple:
         try:
+            refuse_when_locked(lang)
             request = jobs.check_request(manager.runs_dir, preset_name, run_name, root, dict(zip(field_names, values)),
                                          data_roots)
             started = manager.start(request)
@@ -171,6 +187,7 @@ def build(ctx: Context) -> None:
 
     def stop(selected: str | None, lang: str = DEFAULT) -> str:
         try:
+            refuse_when_locked(lang)
             manager.stop(selected)
         except JobError as e:
             return text("train.refused", lang, reason=e)
@@ -178,6 +195,7 @@ def build(ctx: Context) -> None:
 
     def resume(selected: str | None, lang: str = DEFAULT) -> str:
         try:
+            refuse_when_locked(lang)
             manager.resume(selected)
         except JobError as e:
             return text("train.refused", lang, reason=e)

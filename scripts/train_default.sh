@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The shipped `default` checkpoint's whole recipe, stage by stage (README "Shipped checkpoints"):
+#   1. teacher: the hybrid ViT on the 400 trainval photos with a trimap   (python -m vitviz.train --preset hybrid)
+#   2. pseudo-labels for the 3,280 trainval photos without one            (python -m vitviz.pseudo)
+#   3. student: the teacher's weights trained on on both, under strong noise (--init-from, --pseudo-labels)
+#   4. export to checkpoints/default, with every stage's command, commit, device, wall time and curve.
+# Usage: bash scripts/train_default.sh DATA_ROOT [RUNS_DIR]. Rerun the same command after a stop or a
+# crash: finished stages are skipped and an interrupted one resumes after its last finished epoch.
+# Only trainval photos are read for training (the data layer refuses the test split).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:?usage: bash scripts/train_default.sh DATA_ROOT [RUNS_DIR]}
+RUNS=${2:-runs}
+THREADS=${THREADS:-2}
+. .venv/bin/activate
+
+stage() {  # stage NAME TRAIN-FLAGS...: train a run, or resume it, or skip it when finished
+  local name=$1; shift
+  if [ -f "$RUNS/$name/metrics.json" ]; then return; fi
+  if [ -f "$RUNS/$name/train_state.safetensors" ]; then
+    python -m vitviz.train --resume "$RUNS/$name" --threads "$THREADS" --workers 0
+  else
+    rm -rf "${RUNS:?}/$name"  # a config written before the first epoch finished: start over
+    python -m vitviz.train "$@" --data-root "$DATA" --runs-dir "$RUNS" --name "$name" --threads "$THREADS" --workers 0
+  fi
+}
+
+stage hybrid-teacher --preset hybrid
+if [ ! -f "$RUNS/hybrid-teacher/pseudo.safetensors" ]; then
+  python -m vitviz.pseudo --teacher "$RUNS/hybrid-teacher" --data-root "$DATA" --threads "$THREADS" \
+    --out "$RUNS/hybrid-teacher/pseudo.safetensors"
+fi
+stage hybrid-student --preset hybrid --init-from "$RUNS/hybrid-teacher" \
+  --pseudo-labels "$RUNS/hybrid-teacher/pseudo.safetensors" --epochs 12 --warmup-epochs 1 --lr 3e-4 \
+  --snapshot-epochs 1 3 6

@@ -1,0 +1,128 @@
+"""The self-training recipe's parts: the hybrid stem, the losses, pasted small photos, the test-split
+guard, pseudo-labels, flip averaging and the small-pet stand-in."""
+
+import json
+
+import pytest
+import torch
+
+from vitviz import evaluate, pseudo, train
+from vitviz.checkpoint import read_weights
+from vitviz.data import IGNORE, PetDataset
+from vitviz.losses import LOSSES, soft_dice
+from vitviz.model import SegmentationViT, ViTConfig
+from vitviz.patches import ConvStemPatchEmbed, DeepConvStemPatchEmbed
+from vitviz.predict import mask_probabilities
+from vitviz.resident import ResidentSet, paste_small
+from vitviz.smallpets import shrink_onto_canvas
+
+HYBRID = dict(image_size=32, patch_size=16, patch_embed="deepstem", embed_dim=32, depth=1, num_heads=2, head="skip")
+
+
+def test_deep_stem_has_two_convolutions_per_resolution_and_feeds_the_skip_decoder():
+    shallow, deep = ConvStemPatchEmbed(16, 3, 64), DeepConvStemPatchEmbed(16, 3, 64)
+    convs = lambda stem: sum(isinstance(m, torch.nn.Conv2d) for m in stem.stages.modules())
+    assert convs(shallow) == 3 and convs(deep) == 6 and deep.widths == shallow.widths
+    model = SegmentationViT(ViTConfig(**HYBRID)).eval()
+    assert model(torch.randn(2, 3, 32, 32)).mask_logits.shape == (2, 3, 32, 32)
+    assert model.cfg.grid == (2, 2)  # 16x16 patches: 4 tokens at 32 px, 64 at 128 px
+
+
+def test_dice_is_zero_for_a_perfect_answer_and_skips_unlabeled_pixels():
+    masks = torch.tensor([[[0, 1], [2, IGNORE]]])
+    perfect = torch.nn.functional.one_hot(masks.clamp(min=0), 3).permute(0, 3, 1, 2).float() * 100
+    perfect[0, :, 1, 1] = torch.tensor([0.0, 0.0, 100.0])  # wrong, but unlabeled: must not count
+    assert soft_dice(perfect, masks).item() == pytest.approx(0, abs=1e-3)
+    wrong = perfect.roll(1, dims=1)
+    assert soft_dice(wrong, masks).item() > 0.5
+    assert set(LOSSES) == {"ce", "ce_dice"}
+
+
+def test_pasted_photos_bring_their_own_mask_and_leave_the_rest_alone():
+    images = torch.stack([torch.zeros(3, 32, 32), torch.ones(3, 32, 32)])
+    masks = torch.stack([torch.zeros(32, 32, dtype=torch.long), torch.ones(32, 32, dtype=torch.long)])
+    out, out_masks = paste_small(images, masks, torch.Generator().manual_seed(0), share=1.0)
+    for i in range(2):
+        donor = 1 - i
+        pasted = out_masks[i] == donor
+        assert 0.2**2 * 0.9 < pasted.float().mean() < 0.6**2 * 1.1  # 20-60 % of the side
+        assert torch.allclose(out[i][:, pasted], images[donor][:, pasted])  # photo and mask move together
+        assert torch.equal(out[i][:, ~pasted], images[i][:, ~pasted])
+    untouched, same_masks = paste_small(images, masks, torch.Generator().manual_seed(0), share=0.0)
+    assert untouched is images and same_masks is masks
+
+
+def test_training_refuses_the_test_split_even_without_labels(tiny_data):
+    for segmentation in (True, False):
+        with pytest.raises(ValueError, match="never 'test'"):
+            PetDataset(tiny_data, "test", 32, segmentation=segmentation, training=True)
+    assert len(PetDataset(tiny_data, "trainval", 32, training=True)) == 16
+
+
+def test_pseudo_labels_cover_only_unlabeled_trainval_photos_and_train_a_student(tiny_data, tiny_checkpoint, tmp_path):
+    out = tmp_path / "pseudo.safetensors"
+    assert pseudo.main(["--teacher", str(tiny_checkpoint), "--data-root", str(tiny_data), "--out", str(out),
+                        "--threshold", "0.4"]) == 0
+    labels = pseudo.read_pseudo_labels(out)
+    trainval = PetDataset(tiny_data, "trainval", 32, segmentation=False)
+    test_names = {e.name for e in PetDataset(tiny_data, "test", 32, segmentation=False).entries}
+    unlabeled = {e.name for e in trainval.entries} - {e.name for e in PetDataset(tiny_data, "trainval", 32).entries}
+    assert set(labels) == unlabeled and not set(labels) & test_names
+    assert all(m.shape == (32, 32) and set(m.unique().tolist()) <= {IGNORE, 0, 1, 2} for m in labels.values())
+
+    resident = ResidentSet.load(trainval, torch.device("cpu"))
+    filled = resident.with_pseudo_labels([e.name for e in trainval.entries], str(out))
+    for i, e in enumerate(trainval.entries):
+        expected = labels[e.name].long() if e.name in labels else resident.masks[i].long()
+        assert torch.equal(filled.masks[i].long(), expected)  # trimaps kept, pseudo-labels only where none
+
+    runs = tmp_path / "runs"
+    assert train.main(["--preset", "tiny", "--data-root", str(tiny_data), "--runs-dir", str(runs), "--name", "student",
+                       "--workers", "0", "--epochs", "1", "--init-from", str(tiny_checkpoint),
+                       "--pseudo-labels", str(out), "--loss", "ce_dice", "--paste", "0.5"]) == 0
+    assert json.loads((runs / "student" / "metrics.json").read_text())["epochs_done"] == 1
+
+
+def test_student_starts_from_the_teachers_weights(tiny_data, tiny_checkpoint, tmp_path, monkeypatch):
+    seen = {}
+    real_train = train.train
+
+    def record(run, model_cfg, cfg, *args, **kwargs):
+        seen["cfg"] = cfg
+        return real_train(run, model_cfg, cfg, *args, **kwargs)
+
+    monkeypatch.setattr(train, "train", record)
+    assert train.main(["--preset", "tiny", "--data-root", str(tiny_data), "--runs-dir", str(tmp_path), "--name", "s",
+                       "--workers", "0", "--epochs", "1", "--lr", "1e-12", "--init-from", str(tiny_checkpoint)]) == 0
+    student, original = read_weights(tmp_path / "s"), read_weights(tiny_checkpoint)
+    assert seen["cfg"].init_from == str(tiny_checkpoint)
+    assert torch.allclose(student["blocks.0.attn.qkv.weight"], original["blocks.0.attn.qkv.weight"], atol=1e-6)
+
+
+def test_flip_averaging_is_the_mean_of_the_photo_and_its_mirror():
+    torch.manual_seed(0)
+    model = SegmentationViT(ViTConfig(**HYBRID)).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        plain = model(x).mask_logits.softmax(1)
+        mirrored = model(x.flip(-1)).mask_logits.softmax(1).flip(-1)
+    assert torch.allclose(mask_probabilities(model, x), plain, atol=1e-6)
+    assert torch.allclose(mask_probabilities(model, x, flip=True), (plain + mirrored) / 2, atol=1e-6)
+
+
+def test_small_pet_canvas_keeps_photo_and_mask_together():
+    image = torch.rand(3, 40, 40)
+    mask = torch.zeros(40, 40, dtype=torch.long)  # all pet
+    grey, grey_mask = shrink_onto_canvas(image, mask, 0.25, "grey", (0.0, 1.0))
+    assert (grey_mask == 0).sum() == 100 and torch.equal(grey_mask[:10, 30:], torch.zeros(10, 10, dtype=torch.long))
+    assert (grey[:, grey_mask == 1] == 0.5).all()
+    mirror, mirror_mask = shrink_onto_canvas(image, mask, 0.25, "mirror", (0.5, 0.5))
+    assert mirror.shape == image.shape and (mirror_mask == 0).all()  # the mirrored pets are pets too
+
+
+def test_evaluate_reports_flip_small_pets_and_class_accuracy(tiny_data, tiny_class_checkpoint):
+    result = evaluate.evaluate(str(tiny_class_checkpoint), str(tiny_data), flip=True, small_pets=True)
+    assert result["flip"] and set(result["small_pets"]) == {"grey", "mirror"}
+    assert 0 <= result["small_pets"]["grey"]["pet_iou"] <= 1 and len(result["small_pets"]["mirror"]["by_scale"]) == 5
+    classes = result["classes"]
+    assert classes["n_images"] == 20 and 0 <= classes["breed_accuracy"] <= classes["species_accuracy"] <= 1
