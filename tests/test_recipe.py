@@ -6,9 +6,11 @@ import json
 import pytest
 import torch
 
-from vitviz import evaluate, pseudo, train
+from vitviz import checkpoint as ckpt
+from vitviz import evaluate, export, pseudo, train
 from vitviz.checkpoint import read_weights
 from vitviz.data import IGNORE, PetDataset
+from vitviz.inference import analyse, photo_to_input
 from vitviz.losses import LOSSES, soft_dice
 from vitviz.model import SegmentationViT, ViTConfig
 from vitviz.patches import ConvStemPatchEmbed, DeepConvStemPatchEmbed
@@ -82,6 +84,17 @@ def test_pseudo_labels_cover_only_unlabeled_trainval_photos_and_train_a_student(
                        "--pseudo-labels", str(out), "--loss", "ce_dice", "--paste", "0.5"]) == 0
     assert json.loads((runs / "student" / "metrics.json").read_text())["epochs_done"] == 1
 
+    # Shipped as one history: the teacher's epochs 1-2, then the student's epoch 1 as epoch 3.
+    shipped = export.export(runs / "student", tmp_path / "shipped", int8_snapshots=True, after=tiny_checkpoint)
+    metrics = json.loads((shipped / "metrics.json").read_text())
+    assert [s["stage"] for s in metrics["stages"]] == ["teacher", "pseudo-labels", "student"]
+    assert metrics["stages"][1]["command"].startswith("python -m vitviz.pseudo") and metrics["stages"][1]["photos"] == 4
+    assert [(r["epoch"], r["stage"]) for r in metrics["curve"]] == [(1, "teacher"), (2, "teacher"), (3, "student")]
+    assert metrics["command"].count("python -m vitviz.") == 3 and metrics["epochs_done"] == 3
+    assert ckpt.list_snapshots(shipped) == [1, 2, 3]
+    teacher_epoch_1 = ckpt.read_weights(tiny_checkpoint, 1)["blocks.0.attn.qkv.weight"].float()
+    assert torch.allclose(ckpt.read_weights(shipped, 1)["blocks.0.attn.qkv.weight"], teacher_epoch_1, atol=0.01)
+
 
 def test_student_starts_from_the_teachers_weights(tiny_data, tiny_checkpoint, tmp_path, monkeypatch):
     seen = {}
@@ -126,3 +139,16 @@ def test_evaluate_reports_flip_small_pets_and_class_accuracy(tiny_data, tiny_cla
     assert 0 <= result["small_pets"]["grey"]["pet_iou"] <= 1 and len(result["small_pets"]["mirror"]["by_scale"]) == 5
     classes = result["classes"]
     assert classes["n_images"] == 20 and 0 <= classes["breed_accuracy"] <= classes["species_accuracy"] <= 1
+
+
+def test_the_app_shows_the_flip_averaged_mask_that_evaluate_scores():
+    torch.manual_seed(0)
+    model = SegmentationViT(ViTConfig(**HYBRID)).eval()
+    with torch.no_grad():
+        for weight in model.parameters():
+            weight.normal_(0, 0.3)  # an untrained model answers ~1/3 everywhere: mirrored or not
+    photo = (torch.rand(40, 56, 3) * 255).byte().numpy()
+    analysis = analyse(model, photo)
+    expected = mask_probabilities(model, photo_to_input(photo, 32)[None], flip=True)[0]
+    assert torch.allclose(analysis.probs, expected, atol=1e-6)
+    assert not torch.allclose(analysis.probs, mask_probabilities(model, photo_to_input(photo, 32)[None])[0], atol=1e-4)

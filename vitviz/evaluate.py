@@ -1,7 +1,8 @@
 """Evaluate a checkpoint: `python -m vitviz.evaluate --checkpoint DIR --data-root DIR --split test --json`.
 
-Deterministic (eval mode, resize only) over the split's labeled photos; `--flip` averages each
-photo with its mirror image (test-time augmentation), `--small-pets` adds the wide-scene stand-in
+Deterministic (eval mode, resize only) over the split's labeled photos. Each photo's probabilities
+are averaged with its mirror image's (test-time augmentation), as the app's masks are; `--no-flip`
+scores one forward pass, as the training curve does. `--small-pets` adds the wide-scene stand-in
 of `vitviz.smallpets` (pet IoU of the photos shrunk onto a grey and onto a mirrored canvas).
 """
 
@@ -37,7 +38,7 @@ def class_accuracy(model, dataset: PetDataset, class_labels: str, device: torch.
 
 
 def evaluate(checkpoint: str, data_root: str | None, split: str = "test", epoch: int | None = None,
-             device: str = "auto", batch_size: int = 64, flip: bool = False, small_pets: bool = False) -> dict:
+             device: str = "auto", batch_size: int = 64, flip: bool = True, small_pets: bool = False) -> dict:
     dev = pick_device(device)
     model = load_model(checkpoint, epoch, dev)
     dataset = PetDataset(data_root, split, model.cfg.image_size, "none")
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", choices=["test", "trainval"])
     parser.add_argument("--epoch", type=int, default=None, help="evaluate this snapshot instead of the last weights")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--flip", action="store_true", help="average each photo with its mirror image")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+                        help="average each photo's probabilities with its mirror image's, as the app does")
     parser.add_argument("--small-pets", action="store_true", help="also score the photos shrunk to 10-50%% of the frame")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from vitviz.attention_maps import attention_rollout, draw_patch_grid, fit_photo, outline_patch
 from vitviz.checkpoint import load_model, read_config
 from vitviz.model import SegmentationViT
+from vitviz.predict import mask_probabilities
 from vitviz.trace import Trace
 
 
@@ -26,7 +27,7 @@ class Analysis:
     photo: np.ndarray  # (H0, W0, 3) uint8, the user's photo as uploaded (orientation applied)
     image: torch.Tensor  # (3, S, S) in [0, 1]: the photo resized to the model's input size
     trace: Trace  # every stage's tensor, and one (1, heads, T, T) attention tensor per layer
-    probs: torch.Tensor  # (C, S, S) class probabilities at model size
+    probs: torch.Tensor  # (C, S, S) class probabilities at model size, flip-averaged
     class_probs: torch.Tensor | None  # (K,) when the model has a class-token head
     labels: list[str]  # names of the class-token head's classes
     patch_size: int
@@ -91,8 +92,8 @@ def analyse(model: SegmentationViT, photo: np.ndarray, labels: list[str] | None 
     trace = Trace()
     out = model(image[None], trace)
     class_probs = out.class_logits[0].softmax(-1) if out.class_logits is not None else None
-    return Analysis(photo, image, trace, out.mask_logits[0].softmax(0), class_probs, labels or [],
-                    model.cfg.patch_size, model.cfg.class_token)
+    probs = mask_probabilities(model, image[None], flip=True)[0]  # the mask is flip-averaged, as evaluated
+    return Analysis(photo, image, trace, probs, class_probs, labels or [], model.cfg.patch_size, model.cfg.class_token)
 
 
 def photo_id(photo: np.ndarray) -> str:

@@ -13,6 +13,7 @@ import argparse
 import json
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -21,6 +22,7 @@ from safetensors import safe_open
 from vitviz import checkpoint as ckpt
 from vitviz.data import IGNORE, TRAINING_SPLIT, PetDataset
 from vitviz.predict import mask_probabilities
+from vitviz.train import device_description, git_commit
 
 
 def pseudo_label(teachers: list, data_root: str | None, threshold: float, batch_size: int = 64,
@@ -64,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    started = time.time()
     try:
         teachers = [ckpt.load_model(folder, None, torch.device("cpu")) for folder in args.teacher]
         names, masks, stats = pseudo_label(teachers, args.data_root, args.threshold)
@@ -71,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     command = "python -m vitviz.pseudo " + shlex.join(sys.argv[1:] if argv is None else argv)
+    stats.update(wall_time_s=time.time() - started, device=device_description(torch.device("cpu")), commit=git_commit())
     meta = {"names": json.dumps(names), "teachers": json.dumps(args.teacher), "threshold": str(args.threshold),
             "command": command, "stats": json.dumps(stats)}
     ckpt.atomic_save_tensors(Path(args.out), {"masks": masks}, meta)
