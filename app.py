@@ -21,14 +21,14 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from vitviz import sources
-from vitviz.checkpoint import CheckpointError
-from vitviz.i18n import DEFAULT, LANGUAGES, language_from_browser, text
-from vitviz.inference import Analysis, ModelCache
-from vitviz.malloc import bound_fragmentation, trim_every
-from vitviz.photos import MAX_BYTES, PhotoError, load_photo_rgb
-from vitviz.attention_maps import fit_photo
-from vitviz.ui import attention, epochs, journey, positions, segment, tour, train_tab
+from vitviz.app import sources
+from vitviz.training.checkpoint import CheckpointError
+from vitviz.app.i18n import DEFAULT, LANGUAGES, language_from_browser, text
+from vitviz.app.inference import Analysis, ModelCache
+from vitviz.app.malloc import bound_fragmentation, trim_every
+from vitviz.app.photos import MAX_BYTES, PhotoError, load_photo_rgb
+from vitviz.views.pictures import fit_photo
+from vitviz.ui import attention, epochs, journey, positions, segment, tour, train
 from vitviz.ui.common import AnalysisKey, Context, PhotoStore, lazy, want
 from vitviz.ui.session_ids import keep_ids_of_updated_components
 
@@ -46,7 +46,7 @@ QUEUE_SIZE = 64
 # and its own copy of every component's config, about 0.4 MB for this app. Gradio's default of
 # 10,000 would let a classroom's page reloads grow the server by gigabytes.
 SESSIONS_KEPT = 256
-TRIM_SECONDS = 10  # how often the free pages of the C heap go back to the system (vitviz/malloc.py)
+TRIM_SECONDS = 10  # how often the free pages of the C heap go back to the system (vitviz/app/malloc.py)
 RESCAN_SECONDS = 5  # how often the checkpoint picker looks for new runs and snapshots
 
 
@@ -77,7 +77,7 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
               runs_dir: str | os.PathLike = "runs", data_root: str | os.PathLike | None = None,
               training_locked: bool = False) -> gr.Blocks:
     """The app's page. `training_locked` turns off the Train tab's Start, Stop and Resume (see
-    `vitviz.ui.train_tab`); every other tab stays open."""
+    `vitviz.ui.train`); every other tab stays open."""
     keep_ids_of_updated_components()  # else every session grows with each update of a component
     found = sources.find_checkpoints(checkpoints_dir, runs_dir)
     start = sources.default_checkpoint(checkpoint, found)
@@ -211,9 +211,9 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
                     views += [lazy(refresh, tab_id(module), ctx.analysis)
                               for refresh in (built if isinstance(built, list) else [built])]
             # Train starts and watches training jobs; it does not redraw for the photo.
-            with ctx.localized(gr.Tab, {"label": "shell.tab_train_tab"}, id=tab_id(train_tab)):
-                train_tab.build(ctx, training_locked)
-        tab_ids = [tab_id(module) for module in TABS] + [tab_id(train_tab)]
+            with ctx.localized(gr.Tab, {"label": "shell.tab_train"}, id=tab_id(train)):
+                train.build(ctx, training_locked)
+        tab_ids = [tab_id(module) for module in TABS] + [tab_id(train)]
         wanted = want(views, ctx.analysis, shown_tab)
 
         def open_tab(evt: gr.SelectData, key: AnalysisKey | None, _shown_before: str, *inputs) -> list:

@@ -17,9 +17,10 @@ from PIL import Image
 
 from app import build_app, parse_args, training_locked
 from session import Session, tab_bar, upload_photo
-from vitviz import inference, jobs, sources
-from vitviz.i18n import text
-from vitviz.inference import ModelCache
+from vitviz.app import inference, sources
+from vitviz.training import jobs
+from vitviz.app.i18n import text
+from vitviz.app.inference import ModelCache
 from vitviz.ui import attention, epochs, journey, segment
 from vitviz.ui.common import AnalysisKey, Context, PhotoStore
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from vitviz import attention_maps as am
-from vitviz.checkpoint import load_model
-from vitviz.i18n import text
-from vitviz.inference import ModelCache, analyse
+from vitviz.views import pictures as am
+from vitviz.training.checkpoint import load_model
+from vitviz.app.i18n import text
+from vitviz.app.inference import ModelCache, analyse
 from vitviz.ui import attention as attention_tab
 from vitviz.ui.common import AnalysisKey, Context, PhotoStore
 
@@ -297,8 +297,8 @@ def test_overlay_equals_colouring_every_pixel():
 def test_attention_pictures_and_their_png_files(which, request, tmp_path):
     from PIL import Image
 
-    from vitviz.attention_views import attention_pictures
-    from vitviz.downloads import save_pngs
+    from vitviz.views.attention import attention_pictures
+    from vitviz.app.downloads import save_pngs
 
     analysis = request.getfixturevalue(which)
     pictures = attention_pictures(analysis, patch=5, layer=99, direction="key", scale="global")  # layer clamped to 2
@@ -316,7 +316,7 @@ def test_attention_pictures_and_their_png_files(which, request, tmp_path):
 def test_png_folders_are_separate_per_save_and_pruned(tmp_path, monkeypatch):
     import os
 
-    from vitviz import downloads
+    from vitviz.app import downloads
 
     monkeypatch.setattr(downloads, "PRUNE_EVERY_S", 0)  # look over the folder at every save
 
@@ -357,7 +357,7 @@ def test_the_png_button_saves_the_pictures_on_screen(tiny_checkpoint):
 def test_a_shared_png_is_written_once_per_content(tmp_path):
     from PIL import Image
 
-    from vitviz import downloads
+    from vitviz.app import downloads
 
     picture = np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)
     path = downloads.shared_png("map", picture, tmp_path)

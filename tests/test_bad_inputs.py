@@ -30,15 +30,16 @@ from safetensors.torch import load_file, safe_open, save_file
 import app as shell
 from app import TABS, build_app, tab_id
 from session import Session, tab_bar, upload_photo
-from vitviz import checkpoint as ckpt
-from vitviz import inference, jobs, photos, sources
-from vitviz.checkpoint import (INT8_SCALE, MAX_PARAMETERS, CheckpointError, load_model, read_config,
+from vitviz.training import checkpoint as ckpt
+from vitviz.app import inference, photos, sources
+from vitviz.training import jobs
+from vitviz.training.checkpoint import (INT8_SCALE, MAX_PARAMETERS, CheckpointError, load_model, read_config,
                                snapshot_path)
-from vitviz.inference import ModelCache
-from vitviz.model import SegmentationViT
-from vitviz.photos import PhotoError, load_photo_rgb
-from vitviz.presets import preset
-from vitviz.serve import running_app
+from vitviz.app.inference import ModelCache
+from vitviz.model.vit import SegmentationViT
+from vitviz.app.photos import PhotoError, load_photo_rgb
+from vitviz.training.presets import preset
+from vitviz.app.serve import running_app
 from vitviz.ui import attention as attention_tab
 from vitviz.ui import journey as journey_tab
 from vitviz.ui import positions as positions_tab
@@ -675,7 +676,7 @@ def test_the_server_bounds_native_memory_where_glibc_allows_it():
     """app.py calls this before serving; glibc takes the settings, other C libraries are left alone."""
     import platform
 
-    from vitviz.malloc import bound_fragmentation
+    from vitviz.app.malloc import bound_fragmentation
     assert bound_fragmentation() == (platform.libc_ver()[0] == "glibc")
 
 
@@ -687,7 +688,7 @@ def test_free_heap_pages_go_back_to_the_system_every_few_seconds():
     import threading
     import time
 
-    from vitviz.malloc import _glibc, trim_every
+    from vitviz.app.malloc import _glibc, trim_every
     stop = threading.Event()
     if platform.libc_ver()[0] != "glibc":
         assert trim_every(0.05, stop) is None

@@ -11,13 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from vitviz import position_views as pv
-from vitviz.attention_maps import draw_patch_grid, fit_photo, outline_patch
-from vitviz.checkpoint import load_model
-from vitviz.i18n import text
-from vitviz.inference import ModelCache
-from vitviz.model import SegmentationViT, ViTConfig
-from vitviz.posembed import sincos_1d, sincos_2d
+from vitviz.views import positions as pv
+from vitviz.views.pictures import draw_patch_grid, fit_photo, outline_patch
+from vitviz.training.checkpoint import load_model
+from vitviz.app.i18n import text
+from vitviz.app.inference import ModelCache
+from vitviz.model.vit import SegmentationViT, ViTConfig
+from vitviz.model.posembed import sincos_1d, sincos_2d
 from vitviz.ui import positions as positions_tab
 from vitviz.ui.common import AnalysisKey, Context, PhotoStore
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vitviz import downloads
-from vitviz.epochs import export_gif
-from vitviz.inference import ModelCache
+from vitviz.app import downloads
+from vitviz.views.epochs import export_gif
+from vitviz.app.inference import ModelCache
 from vitviz.ui import epochs
 from vitviz.ui.common import AnalysisKey, Context, PhotoStore
 
@@ -38,7 +38,7 @@ def test_pngs_of_a_users_photo_are_readable_by_the_servers_user_only():
 
 
 def test_each_server_start_writes_into_a_folder_of_its_own_removed_when_it_exits():
-    script = "import numpy as np; from vitviz import downloads; print(downloads.save_pngs({'x': np.zeros((4, 4, 3), np.uint8)})[0])"
+    script = "import numpy as np; from vitviz.app import downloads; print(downloads.save_pngs({'x': np.zeros((4, 4, 3), np.uint8)})[0])"
     first, second = (Path(subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
                                          check=True).stdout.strip()) for _ in range(2))
     assert first.parent.parent != second.parent.parent

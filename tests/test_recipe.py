@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from vitviz import evaluate, pseudo, train
-from vitviz.checkpoint import read_weights
-from vitviz.data import IGNORE, PetDataset
-from vitviz.losses import LOSSES, soft_dice
-from vitviz.model import SegmentationViT, ViTConfig
-from vitviz.patches import ConvStemPatchEmbed, DeepConvStemPatchEmbed
-from vitviz.predict import mask_probabilities
-from vitviz.resident import ResidentSet, paste_small
-from vitviz.smallpets import shrink_onto_canvas
+from vitviz.training.checkpoint import read_weights
+from vitviz.training.data import IGNORE, PetDataset
+from vitviz.training.losses import LOSSES, soft_dice
+from vitviz.model.vit import SegmentationViT, ViTConfig
+from vitviz.model.patches import ConvStemPatchEmbed, DeepConvStemPatchEmbed
+from vitviz.training.predict import mask_probabilities
+from vitviz.training.resident import ResidentSet, paste_small
+from vitviz.training.smallpets import shrink_onto_canvas
 
 HYBRID = dict(image_size=32, patch_size=16, patch_embed="deepstem", embed_dim=32, depth=1, num_heads=2, head="skip")
 

@@ -32,11 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitviz.checkpoint import load_model
-from vitviz.inference import analyse
-from vitviz.model import SegmentationViT, ViTConfig
-from vitviz.patches import unpatchify
-from vitviz.presets import preset
+from vitviz.training.checkpoint import load_model
+from vitviz.app.inference import analyse
+from vitviz.model.vit import SegmentationViT, ViTConfig
+from vitviz.model.patches import unpatchify
+from vitviz.training.presets import preset
 from vitviz.train import git_commit, pick_device
 
 
@@ -71,7 +71,7 @@ def send_picture(image: np.ndarray, image_format: str, cache_dir: str) -> str:
 
 
 def bench_interactive(checkpoint: str, repeats: int) -> dict:
-    from vitviz.attention_maps import click_to_patch, mean_attention_distance
+    from vitviz.views.pictures import click_to_patch, mean_attention_distance
     from vitviz.ui.attention import patch_views
 
     model = load_model(checkpoint)
@@ -236,7 +236,7 @@ def bench_end_to_end(preset_name: str, data_root: str | None, epochs: int, devic
     device and augmented there (`--data-on-device true`) vs the per-sample DataLoader. Without a
     data root it trains on a generated dataset of the same size as the labeled set."""
     from vitviz import train
-    from vitviz.synthetic import make_tiny_pet_dataset
+    from vitviz.training.synthetic import make_tiny_pet_dataset
 
     with tempfile.TemporaryDirectory(prefix="vitviz-bench-") as scratch:
         if data_root is None:

@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from vitviz import checkpoint as ckpt
+from vitviz.training import checkpoint as ckpt
 
 
 def export(run: Path, dest: Path, snapshots: list[int] | None = None, int8_snapshots: bool = False) -> Path:

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from vitviz import checkpoint as ckpt
-from vitviz.data import IGNORE, TRAINING_SPLIT, PetDataset
-from vitviz.predict import mask_probabilities
+from vitviz.training import checkpoint as ckpt
+from vitviz.training.data import IGNORE, TRAINING_SPLIT, PetDataset
+from vitviz.training.predict import mask_probabilities
 
 
 def pseudo_label(teachers: list, data_root: str | None, threshold: float, batch_size: int = 64,

@@ -1,5 +1,5 @@
 """Picture helpers that the Segment, Journey and Epochs views add to those of
-`vitviz.attention_maps` (colour maps, photo fitting, patch outlines, the bundled font): plain
+`vitviz.views.pictures` (colour maps, photo fitting, patch outlines, the bundled font): plain
 resizing, a colour bar under a map, a caption band on a GIF frame, and signed heatmaps.
 
 Every function returns an (H, W, 3) uint8 array, ready for `gr.Image`, a PNG or a GIF.
@@ -8,7 +8,7 @@ Every function returns an (H, W, 3) uint8 array, ready for `gr.Image`, a PNG or 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from vitviz.attention_maps import COOLWARM, colourise, font, signed_to_unit
+from vitviz.views.pictures import COOLWARM, colourise, font, signed_to_unit
 
 
 def resize(image: np.ndarray, size: tuple[int, int], smooth: bool = True) -> np.ndarray:

@@ -1,2 +1,2 @@
-"""Gradio wiring for the explorer. Computation lives in the modules of `vitviz`; each tab here
+"""Gradio wiring for the explorer. Computation lives in `vitviz.views`; each tab here
 only connects components to those functions."""

@@ -9,13 +9,13 @@ from typing import Any, get_args
 
 import gradio as gr
 
-from vitviz.attention_maps import (Direction, Scale, centre_patch, distance_figure, fit_size, mean_attention_distance,
+from vitviz.views.pictures import (Direction, Scale, centre_patch, distance_figure, fit_size, mean_attention_distance,
                                    uniform_attention_distance)
-from vitviz.attention_views import PHOTO_SIDE, attention_pictures
-from vitviz.checkpoint import CheckpointError
-from vitviz.downloads import save_pngs
-from vitviz.i18n import DEFAULT, text
-from vitviz.inference import Analysis
+from vitviz.views.attention import PHOTO_SIDE, attention_pictures
+from vitviz.training.checkpoint import CheckpointError
+from vitviz.app.downloads import save_pngs
+from vitviz.app.i18n import DEFAULT, text
+from vitviz.app.inference import Analysis
 from vitviz.ui.common import (HIDE_SAVED, AnalysisKey, Context, Refresh, clicked_patch, localized_choices, one_of,
                               saved_files, show_saved, whole_number)
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from vitviz.attention_maps import fit_photo
-from vitviz.checkpoint import list_snapshots
-from vitviz.downloads import new_folder
-from vitviz.epochs import (Frame, blocky_explanation, export_gif, final_label, metrics_text, overlay_frame,
+from vitviz.views.pictures import fit_photo
+from vitviz.training.checkpoint import list_snapshots
+from vitviz.app.downloads import new_folder
+from vitviz.views.epochs import (Frame, blocky_explanation, export_gif, final_label, metrics_text, overlay_frame,
                            progression)
-from vitviz.i18n import DEFAULT, text
+from vitviz.app.i18n import DEFAULT, text
 from vitviz.ui.common import AnalysisKey, Context, Refresh
 
 OPACITY = 0.55

@@ -4,14 +4,14 @@ the linear-vs-Conv2d patch embedding check (brief §3)."""
 
 import gradio as gr
 
-from vitviz.attention_maps import centre_patch, fit_size
-from vitviz.i18n import DEFAULT, text
-from vitviz.inference import Analysis
-from vitviz.journey import (WHAT_IF_LIMITS, comparison_embed, journey_pictures, journey_rows,
+from vitviz.views.pictures import centre_patch, fit_size
+from vitviz.app.i18n import DEFAULT, text
+from vitviz.app.inference import Analysis
+from vitviz.views.journey import (WHAT_IF_LIMITS, comparison_embed, journey_pictures, journey_rows,
                             linear_conv_difference, model_summary, what_if)
-from vitviz.model import ViTConfig
-from vitviz.posembed import KINDS
-from vitviz.presets import preset
+from vitviz.model.vit import ViTConfig
+from vitviz.model.posembed import KINDS
+from vitviz.training.presets import preset
 from vitviz.ui.common import AnalysisKey, Context, Refresh, clicked_patch, number
 
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]

@@ -10,11 +10,11 @@ from typing import Any, get_args
 import gradio as gr
 import numpy as np
 
-from vitviz.attention_maps import fit_size, tile
-from vitviz.downloads import save_pngs, shared_png
-from vitviz.i18n import DEFAULT, text
-from vitviz.inference import Analysis
-from vitviz.position_views import (SHOWN_KINDS, ColourRange, EmbeddingTables, accuracy_markdown,
+from vitviz.views.pictures import fit_size, tile
+from vitviz.app.downloads import save_pngs, shared_png
+from vitviz.app.i18n import DEFAULT, text
+from vitviz.app.inference import Analysis
+from vitviz.views.positions import (SHOWN_KINDS, ColourRange, EmbeddingTables, accuracy_markdown,
                                    all_similarities_image, dimension_image, embedding_tables, kind_name, map_cell,
                                    matrix_image, similarity_image)
 from vitviz.ui.attention import LATEX, figure, load_analysis, patch_in_grid

@@ -1,15 +1,15 @@
 """The guided-tour panel above the tabs: where the step is in the journey, its title, its text and
 its numbers for the current photo, and Back / Next. Opening the panel or moving to a step opens
-the tab that shows that step (the steps themselves are in vitviz/tour.py)."""
+the tab that shows that step (the steps themselves are in vitviz/views/tour.py)."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
 
-from vitviz import tour
-from vitviz.checkpoint import list_snapshots
-from vitviz.i18n import DEFAULT
+from vitviz.views import tour
+from vitviz.training.checkpoint import list_snapshots
+from vitviz.app.i18n import DEFAULT
 from vitviz.ui.common import AnalysisKey, Context, Refresh
 
 # Bring the panel to the top of the window, so that the step's text and its tab's view are on screen together.

@@ -7,7 +7,7 @@ costs one more forward pass. `vitviz.evaluate --flip`, the app and `vitviz.pseud
 
 import torch
 
-from vitviz.model import SegmentationViT
+from vitviz.model.vit import SegmentationViT
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """The Attention tab's pictures for one clicked patch, drawn from the cached forward pass.
 
 `attention_pictures` is all the work a click costs on the server: slicing the traced attention
-weights (`vitviz.attention_maps`) and drawing them over the photo. The photo at each view size
+weights (`vitviz.views.pictures`) and drawing them over the photo. The photo at each view size
 and the rollout matrix do not depend on the click and are kept on the `Analysis`.
 """
 
@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vitviz.attention_maps import (Direction, Scale, class_token_attention, normalise_maps, overlay, overlays,
+from vitviz.views.pictures import (Direction, Scale, class_token_attention, normalise_maps, overlay, overlays,
                                    patch_attention, patch_slice, tile)
-from vitviz.inference import Analysis
+from vitviz.app.inference import Analysis
 
 PHOTO_SIDE = 512  # the clickable photo and the rollout are shown at most this large
 HEAD_SIDE = 320  # one map of the per-head figure

@@ -9,8 +9,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from PIL import Image
 
-from vitviz.i18n import DEFAULT, text
-from vitviz.jobs import RunStatus, log_tail
+from vitviz.app.i18n import DEFAULT, text
+from vitviz.training.jobs import RunStatus, log_tail
 from vitviz.render import caption_band
 
 STATE_ICONS = {"starting": "⏳", "running": "▶", "stopping": "⏹", "stopped": "⏸", "finished": "✔", "crashed": "💥"}

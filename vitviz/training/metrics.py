@@ -2,7 +2,7 @@
 
 import torch
 
-from vitviz.data import CLASS_NAMES, IGNORE
+from vitviz.training.data import CLASS_NAMES, IGNORE
 
 
 def confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int = len(CLASS_NAMES)) -> torch.Tensor:

@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from vitviz.i18n import DEFAULT, text
+from vitviz.app.i18n import DEFAULT, text
 
 Direction = Literal["query", "key"]
 Scale = Literal["local", "global"]

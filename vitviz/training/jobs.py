@@ -33,17 +33,17 @@ from pathlib import Path
 
 import torch
 
-from vitviz import checkpoint as ckpt
-from vitviz.data import PetDataset, resolve_root
-from vitviz.epochs import read_metrics
-from vitviz.i18n import text
-from vitviz.model import SegmentationViT, ViTConfig
-from vitviz.posembed import KINDS
-from vitviz.presets import PRESETS, TrainConfig, preset
-from vitviz.sources import confine
+from vitviz.training import checkpoint as ckpt
+from vitviz.training.data import PetDataset, resolve_root
+from vitviz.views.epochs import read_metrics
+from vitviz.app.i18n import text
+from vitviz.model.vit import SegmentationViT, ViTConfig
+from vitviz.model.posembed import KINDS
+from vitviz.training.presets import PRESETS, TrainConfig, preset
+from vitviz.app.sources import confine
 from vitviz.train import pick_device
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # The form's fields, named as in ViTConfig / TrainConfig, with their label and allowed range.
 MODEL_FIELDS = ("patch_size", "embed_dim", "depth", "num_heads", "pos_embed", "head")

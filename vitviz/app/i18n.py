@@ -1,6 +1,6 @@
 """The app's texts in English, Japanese and simplified Chinese.
 
-Each language has one catalog, `vitviz/locales/<code>.toml`, with one table per tab or concern
+Each language has one catalog, `vitviz/app/locales/<code>.toml`, with one table per tab or concern
 (`[shell]`, `[segment]`, `[attention]`, `[tour]`, …); a text is named by its dotted key, e.g.
 "attention.intro". Texts that quote numbers have `str.format` placeholders ("{rows}×{cols}"),
 the same ones in every language (tests/test_i18n.py checks).

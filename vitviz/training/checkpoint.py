@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import safe_open, save
 
-from vitviz.model import SegmentationViT, ViTConfig
+from vitviz.model.vit import SegmentationViT, ViTConfig
 
 
 INT8_SCALE = ".int8_scale"

@@ -7,10 +7,10 @@ current photo's forward pass. No Gradio here: vitviz/ui/tour.py wires the panel.
 
 from dataclasses import dataclass
 
-from vitviz.i18n import class_values, text
-from vitviz.inference import Analysis
-from vitviz.model import ViTConfig
-from vitviz.overlay import class_shares
+from vitviz.app.i18n import class_values, text
+from vitviz.app.inference import Analysis
+from vitviz.model.vit import ViTConfig
+from vitviz.views.segment import class_shares
 
 
 @dataclass(frozen=True)

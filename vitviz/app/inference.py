@@ -15,10 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vitviz.attention_maps import attention_rollout, draw_patch_grid, fit_photo, outline_patch
-from vitviz.checkpoint import load_model, read_config
-from vitviz.model import SegmentationViT
-from vitviz.trace import Trace
+from vitviz.views.pictures import attention_rollout, draw_patch_grid, fit_photo, outline_patch
+from vitviz.training.checkpoint import load_model, read_config
+from vitviz.model.vit import SegmentationViT
+from vitviz.model.trace import Trace
 
 
 @dataclass

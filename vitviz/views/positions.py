@@ -17,14 +17,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vitviz.attention_maps import COOLWARM, colourise, grid_map_image, outline_patch, signed_to_unit
-from vitviz.i18n import DEFAULT, text
-from vitviz.model import SegmentationViT
-from vitviz.posembed import sincos_1d, sincos_2d
+from vitviz.views.pictures import COOLWARM, colourise, grid_map_image, outline_patch, signed_to_unit
+from vitviz.app.i18n import DEFAULT, text
+from vitviz.model.vit import SegmentationViT
+from vitviz.model.posembed import sincos_1d, sincos_2d
 
 SHOWN_KINDS = ("learned", "sin1d", "sin2d")
 
-CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+CHECKPOINTS_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
 # The runs that differ only in their position embedding (the learned one is the seed-small preset).
 ACCURACY_RUNS = {"learned": "seed-small", "sin1d": "pos-sin1d", "sin2d": "pos-sin2d", "none": "pos-none"}
 

@@ -1,6 +1,6 @@
 """Train tab: start a training run, watch it live, stop and resume it.
 
-The job runs in a process of its own (vitviz.jobs); this tab only reads its run folder, once a
+The job runs in a process of its own (vitviz.training.jobs); this tab only reads its run folder, once a
 second (a gr.Timer), and sends the browser only what changed. Nothing lives in the app's memory,
 so a page reload or an app restart shows the same runs.
 
@@ -17,13 +17,13 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from vitviz import jobs
-from vitviz.epochs import read_metrics
-from vitviz.i18n import DEFAULT, text
-from vitviz.jobs import JobError, JobManager
-from vitviz.presets import PRESETS
+from vitviz.training import jobs
+from vitviz.views.epochs import read_metrics
+from vitviz.app.i18n import DEFAULT, text
+from vitviz.training.jobs import JobError, JobManager
+from vitviz.training.presets import PRESETS
 from vitviz.train import pick_device
-from vitviz.train_views import (curves_figure, mask_progression, mask_strips, progress_html, runs_headers, runs_table,
+from vitviz.views.train import (curves_figure, mask_progression, mask_strips, progress_html, runs_headers, runs_table,
                                 status_markdown)
 from vitviz.ui.common import Context
 

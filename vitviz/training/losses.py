@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from vitviz.data import IGNORE
+from vitviz.training.data import IGNORE
 
 
 def cross_entropy(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

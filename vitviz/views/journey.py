@@ -10,16 +10,16 @@ import math
 import numpy as np
 import torch
 
-from vitviz.attention_maps import OUTLINE, VIRIDIS, colourise, grid_map_image, outline_patch
-from vitviz.i18n import DEFAULT, text
-from vitviz.inference import Analysis
-from vitviz.model import SegmentationViT, ViTConfig
-from vitviz.overlay import colour_mask
-from vitviz.patches import LinearPatchEmbed, grid_size, linear_to_conv
-from vitviz.posembed import KINDS
+from vitviz.views.pictures import OUTLINE, VIRIDIS, colourise, grid_map_image, outline_patch
+from vitviz.app.i18n import DEFAULT, text
+from vitviz.app.inference import Analysis
+from vitviz.model.vit import SegmentationViT, ViTConfig
+from vitviz.views.segment import colour_mask
+from vitviz.model.patches import LinearPatchEmbed, grid_size, linear_to_conv
+from vitviz.model.posembed import KINDS
 from vitviz.render import resize, signed_heatmap
 from vitviz.shapes import trace_blank
-from vitviz.trace import Stage, Trace
+from vitviz.model.trace import Stage, Trace
 
 # ---------------------------------------------------------------- the shape table
 

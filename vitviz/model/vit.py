@@ -15,11 +15,11 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from vitviz.attention import MultiHeadSelfAttention
-from vitviz.decoder import SkipDecoder
-from vitviz.patches import PATCH_EMBEDS, ConvStemPatchEmbed, grid_size, unpatchify
-from vitviz.posembed import PositionEmbedding
-from vitviz.trace import Trace
+from vitviz.model.attention import MultiHeadSelfAttention
+from vitviz.model.decoder import SkipDecoder
+from vitviz.model.patches import PATCH_EMBEDS, ConvStemPatchEmbed, grid_size, unpatchify
+from vitviz.model.posembed import PositionEmbedding
+from vitviz.model.trace import Trace
 
 
 @dataclass

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitviz.patches import conv_bn_gelu
+from vitviz.model.patches import conv_bn_gelu
 
 
 class SkipDecoder(nn.Module):

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vitviz.attention_maps import VIRIDIS, colourise
-from vitviz.data import CLASS_NAMES
+from vitviz.views.pictures import VIRIDIS, colourise
+from vitviz.training.data import CLASS_NAMES
 from vitviz.render import with_colour_bar
 
 # Okabe–Ito colours (safe for colour-blind viewers), one per class of data.CLASS_NAMES

@@ -2,8 +2,8 @@
 
 from dataclasses import dataclass, field
 
-from vitviz.losses import LOSSES
-from vitviz.model import ViTConfig
+from vitviz.training.losses import LOSSES
+from vitviz.model.vit import ViTConfig
 
 DEFAULT_SNAPSHOTS = (1, 2, 3, 5, 8, 13, 20, 30, 50, 80)
 
@@ -27,7 +27,7 @@ class TrainConfig:
     use_unlabeled: bool = False  # also train on photos without trimaps (class loss only)
     class_labels: str = "breed"  # what a class-token head predicts: "breed" | "species"
     class_loss_weight: float = 0.5
-    loss: str = "ce"  # "ce" | "ce_dice" (vitviz.losses)
+    loss: str = "ce"  # "ce" | "ce_dice" (vitviz.training.losses)
     paste: float = 0.0  # share of each batch with another photo pasted in small (vitviz.resident.paste_small)
     pseudo_labels: str = ""  # masks for the unlabeled trainval photos, from `python -m vitviz.pseudo` (trains on the device set)
     init_from: str = ""  # start from these weights (a checkpoint or run folder), e.g. the teacher's
@@ -35,7 +35,7 @@ class TrainConfig:
     snapshot_epochs: list[int] = field(default_factory=lambda: list(DEFAULT_SNAPSHOTS))
     val_split: str = "test"  # the curve's split; the model is never selected on it
     val_every: int = 1  # validate every k epochs (and always at snapshots and the last epoch)
-    data_on_device: bool = False  # decode the photos once onto the device and augment batches there (vitviz.resident)
+    data_on_device: bool = False  # decode the photos once onto the device and augment batches there (vitviz.training.resident)
 
     def __post_init__(self):
         checks = {

@@ -20,7 +20,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from vitviz.data import IGNORE, PetDataset
+from vitviz.training.data import IGNORE, PetDataset
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # images, masks, breeds, species
 

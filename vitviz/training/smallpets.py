@@ -11,9 +11,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vitviz.data import CLASS_NAMES, IGNORE, PetDataset
-from vitviz.metrics import confusion, summarize
-from vitviz.predict import mask_probabilities
+from vitviz.training.data import CLASS_NAMES, IGNORE, PetDataset
+from vitviz.training.metrics import confusion, summarize
+from vitviz.training.predict import mask_probabilities
 
 SCALES = (0.1, 0.2, 0.3, 0.4, 0.5)
 BACKGROUND = CLASS_NAMES.index("background")
