@@ -22,15 +22,15 @@ import gradio as gr
 import torch
 
 from vitviz.app import sources
-from vitviz.training.checkpoint import CheckpointError
 from vitviz.app.i18n import DEFAULT, LANGUAGES, language_from_browser, text
 from vitviz.app.inference import Analysis, ModelCache
 from vitviz.app.malloc import bound_fragmentation, trim_every
 from vitviz.app.photos import MAX_BYTES, PhotoError, load_photo_rgb
-from vitviz.views.pictures import fit_photo
+from vitviz.training.checkpoint import CheckpointError
 from vitviz.ui import attention, epochs, journey, positions, segment, tour, train
 from vitviz.ui.common import AnalysisKey, Context, PhotoStore, lazy, want
 from vitviz.ui.session_ids import keep_ids_of_updated_components
+from vitviz.views.pictures import fit_photo
 
 TABS = (segment, journey, positions, attention, epochs)  # a tab's title is the text "shell.tab_<its id>"
 # System fonts only: the default themes would fetch Google Fonts, and a classroom may be offline.

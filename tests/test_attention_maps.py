@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from vitviz.views import pictures as am
-from vitviz.training.checkpoint import load_model
 from vitviz.app.i18n import text
 from vitviz.app.inference import ModelCache, analyse
+from vitviz.training.checkpoint import load_model
 from vitviz.ui import attention as attention_tab
 from vitviz.ui.common import AnalysisKey, Context, PhotoStore
+from vitviz.views import attention as av
+from vitviz.views import pictures as am
 
 
 def _photo(height: int = 45, width: int = 61) -> np.ndarray:
@@ -47,7 +48,7 @@ def test_traced_attention_rows_sum_to_one(which, request):
 
 def test_real_patch_attention_is_the_patch_row(plain_analysis):
     weights = plain_analysis.trace.attentions[1]
-    maps = am.patch_attention(plain_analysis.trace.attentions, 1, 5, False, "query", plain_analysis.grid)
+    maps = av.patch_attention(plain_analysis.trace.attentions, 1, 5, False, "query", plain_analysis.grid)
     assert maps.shape == (2, *plain_analysis.grid)
     torch.testing.assert_close(maps.flatten(1), weights[0, :, 5, :])
 
@@ -55,10 +56,10 @@ def test_real_patch_attention_is_the_patch_row(plain_analysis):
 def test_real_class_token_model(class_analysis):
     attentions, grid = class_analysis.trace.attentions, class_analysis.grid
     assert class_analysis.has_class_token
-    cls = am.class_token_attention(attentions, 0, grid)
+    cls = av.class_token_attention(attentions, 0, grid)
     assert cls.shape == (2, *grid)
     torch.testing.assert_close(cls.flatten(1), attentions[0][0, :, 0, 1:])
-    key = am.patch_attention(attentions, 0, 0, True, "key", grid)  # column of token 1, patch rows only
+    key = av.patch_attention(attentions, 0, 0, True, "key", grid)  # column of token 1, patch rows only
     torch.testing.assert_close(key.flatten(1), attentions[0][0, :, 1:, 1])
 
 
@@ -66,7 +67,7 @@ def test_real_class_token_model(class_analysis):
 def test_real_rollout_rows_sum_to_one(which, request):
     attentions = request.getfixturevalue(which).trace.attentions
     for residual in (True, False):
-        rollout = am.attention_rollout(attentions, residual)
+        rollout = av.attention_rollout(attentions, residual)
         t = attentions[0].shape[-1]
         assert rollout.shape == (t, t)
         torch.testing.assert_close(rollout.sum(-1), torch.ones(t))
@@ -83,9 +84,9 @@ def test_rollout_matches_hand_computation():
     # R = layer2 · layer1 = [[.75,.25],[.25·.75 + .75·.25, .25·.25 + .75·.75]] = [[.75,.25],[.375,.625]].
     layer1 = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [1.0, 0.0]]]])
     layer2 = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]], [[1.0, 0.0], [0.0, 1.0]]]])
-    torch.testing.assert_close(am.attention_rollout([layer1, layer2]), torch.tensor([[0.75, 0.25], [0.375, 0.625]]))
+    torch.testing.assert_close(av.attention_rollout([layer1, layer2]), torch.tensor([[0.75, 0.25], [0.375, 0.625]]))
     # Without the residual it is the plain product [[1,0],[.5,.5]] · [[.5,.5],[.5,.5]].
-    torch.testing.assert_close(am.attention_rollout([layer1, layer2], residual=False), torch.full((2, 2), 0.5))
+    torch.testing.assert_close(av.attention_rollout([layer1, layer2], residual=False), torch.full((2, 2), 0.5))
 
 
 def _numbered(tokens: int) -> torch.Tensor:
@@ -96,34 +97,34 @@ def _numbered(tokens: int) -> torch.Tensor:
 
 def test_query_is_the_row_and_key_is_the_column_without_class_token():
     weights = [_numbered(4)]  # a 2x2 grid, no class token
-    query = am.patch_attention(weights, 0, 2, False, "query")
-    key = am.patch_attention(weights, 0, 2, False, "key")
+    query = av.patch_attention(weights, 0, 2, False, "query")
+    key = av.patch_attention(weights, 0, 2, False, "key")
     torch.testing.assert_close(query, torch.tensor([[[20.0, 21.0], [22.0, 23.0]]]))
     torch.testing.assert_close(key, torch.tensor([[[2.0, 12.0], [22.0, 32.0]]]))
 
 
 def test_query_and_key_skip_the_class_token():
     weights = [_numbered(5)]  # class token at 0, then a 2x2 grid: patch 2 is token 3
-    query = am.patch_attention(weights, 0, 2, True, "query")
-    key = am.patch_attention(weights, 0, 2, True, "key")
+    query = av.patch_attention(weights, 0, 2, True, "query")
+    key = av.patch_attention(weights, 0, 2, True, "key")
     torch.testing.assert_close(query, torch.tensor([[[31.0, 32.0], [33.0, 34.0]]]))
     torch.testing.assert_close(key, torch.tensor([[[13.0, 23.0], [33.0, 43.0]]]))
-    torch.testing.assert_close(am.class_token_attention(weights, 0), torch.tensor([[[1.0, 2.0], [3.0, 4.0]]]))
+    torch.testing.assert_close(av.class_token_attention(weights, 0), torch.tensor([[[1.0, 2.0], [3.0, 4.0]]]))
 
 
 def test_grid_comes_from_the_tokens_or_the_argument():
     weights = [_numbered(6)]  # 6 patches: not square, so the grid must be given
     with pytest.raises(ValueError, match="square"):
-        am.patch_attention(weights, 0, 0, False)
-    assert am.patch_attention(weights, 0, 4, False, "query", grid=(2, 3)).shape == (1, 2, 3)
+        av.patch_attention(weights, 0, 0, False)
+    assert av.patch_attention(weights, 0, 4, False, "query", grid=(2, 3)).shape == (1, 2, 3)
     with pytest.raises(ValueError, match="grid"):
-        am.patch_attention(weights, 0, 0, False, "query", grid=(2, 2))
+        av.patch_attention(weights, 0, 0, False, "query", grid=(2, 2))
     with pytest.raises(ValueError, match="outside"):
-        am.patch_attention(weights, 0, 6, False, "query", grid=(2, 3))
+        av.patch_attention(weights, 0, 6, False, "query", grid=(2, 3))
     with pytest.raises(ValueError, match="layer"):
-        am.patch_attention(weights, 1, 0, False, "query", grid=(2, 3))
+        av.patch_attention(weights, 1, 0, False, "query", grid=(2, 3))
     with pytest.raises(ValueError, match="direction"):
-        am.patch_attention(weights, 0, 0, False, "sideways", grid=(2, 3))
+        av.patch_attention(weights, 0, 0, False, "sideways", grid=(2, 3))
 
 
 # ───────────────────────── clicks ─────────────────────────
@@ -163,7 +164,7 @@ def test_patch_box_holds_exactly_the_pixels_that_click_to_that_patch():
 
 def test_attending_to_itself_has_distance_zero():
     self_attention = torch.eye(16).expand(1, 3, 16, 16)
-    distances = am.mean_attention_distance([self_attention, self_attention], (4, 4), 16, False)
+    distances = av.mean_attention_distance([self_attention, self_attention], (4, 4), 16, False)
     assert distances.shape == (2, 3)
     assert torch.all(distances == 0)
 
@@ -174,7 +175,7 @@ def test_attending_to_a_neighbour_is_one_patch_width():
     for p in range(rows * cols):
         row, col = divmod(p, cols)
         neighbour[p, row * cols + (col + 1 if col + 1 < cols else col - 1)] = 1  # right, or left at the edge
-    distances = am.mean_attention_distance([neighbour[None, None]], (rows, cols), patch_size, False)
+    distances = av.mean_attention_distance([neighbour[None, None]], (rows, cols), patch_size, False)
     assert distances.tolist() == [[16.0]]
 
 
@@ -184,12 +185,12 @@ def test_distance_leaves_out_the_class_token_and_renormalises():
     weights[0] = 0.2
     weights[1:, 0] = 0.9
     weights[1:, 1:] += torch.eye(4) * 0.1
-    assert am.mean_attention_distance([weights[None, None]], (2, 2), 8, True).tolist() == [[0.0]]
+    assert av.mean_attention_distance([weights[None, None]], (2, 2), 8, True).tolist() == [[0.0]]
 
 
 def test_uniform_distance_reference():
     # A 1x2 grid of 10 px patches: pairs (0, 0), (0, 10), (10, 0), (0, 0) → mean 5.
-    assert am.uniform_attention_distance((1, 2), 10) == pytest.approx(5.0)
+    assert av.uniform_attention_distance((1, 2), 10) == pytest.approx(5.0)
 
 
 # ───────────────────────── display helpers ─────────────────────────
@@ -197,11 +198,11 @@ def test_uniform_distance_reference():
 
 def test_normalise_local_and_global():
     maps = torch.tensor([[[0.0, 2.0]], [[1.0, 4.0]]])
-    torch.testing.assert_close(am.normalise_maps(maps, "local"), torch.tensor([[[0.0, 1.0]], [[0.25, 1.0]]]))
-    torch.testing.assert_close(am.normalise_maps(maps, "global"), torch.tensor([[[0.0, 0.5]], [[0.25, 1.0]]]))
-    assert torch.all(am.normalise_maps(torch.zeros(1, 2, 2), "local") == 0)  # no division by zero
+    torch.testing.assert_close(av.normalise_maps(maps, "local"), torch.tensor([[[0.0, 1.0]], [[0.25, 1.0]]]))
+    torch.testing.assert_close(av.normalise_maps(maps, "global"), torch.tensor([[[0.0, 0.5]], [[0.25, 1.0]]]))
+    assert torch.all(av.normalise_maps(torch.zeros(1, 2, 2), "local") == 0)  # no division by zero
     with pytest.raises(ValueError):
-        am.normalise_maps(maps, "loud")
+        av.normalise_maps(maps, "loud")
 
 
 def test_colourise_ends_and_overlay_size():
@@ -226,8 +227,8 @@ def test_tile_and_distance_pictures():
     sheet = am.tile([np.zeros((20, 30, 3), np.uint8)] * 5, [f"head {i}" for i in range(5)], columns=4)
     assert sheet.dtype == np.uint8 and sheet.shape[1] == 4 * 36 + 6
     distances = torch.tensor([[10.0, 20.0], [30.0, 40.0], [50.0, 60.0]])
-    assert len(am.distance_figure(distances).data) == 2  # one trace per head
-    chinese = am.distance_figure(distances, "zh")
+    assert len(av.distance_figure(distances).data) == 2  # one trace per head
+    chinese = av.distance_figure(distances, "zh")
     assert chinese.layout.xaxis.title.text == "层" and chinese.data[1].name == "注意力头 2"
 
 
@@ -329,7 +330,7 @@ def test_png_folders_are_separate_per_save_and_pruned(tmp_path, monkeypatch):
 
 
 def test_analysis_keeps_what_every_click_needs(plain_analysis):
-    torch.testing.assert_close(plain_analysis.rollout, am.attention_rollout(plain_analysis.trace.attentions))
+    torch.testing.assert_close(plain_analysis.rollout, av.attention_rollout(plain_analysis.trace.attentions))
     assert plain_analysis.rollout is plain_analysis.rollout  # computed once
     fitted = plain_analysis.photo_fitted(32)
     assert fitted is plain_analysis.photo_fitted(32) and max(fitted.shape[:2]) == 32

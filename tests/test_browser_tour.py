@@ -13,8 +13,8 @@ import pytest
 
 from browser import ARTIFACTS, browser_page, screenshot
 from vitviz.app import i18n
-from vitviz.views import tour
 from vitviz.app.serve import running_app
+from vitviz.views import tour
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect

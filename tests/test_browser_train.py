@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from browser import browser_page, screenshot
-from vitviz.training import jobs
 from vitviz.app.serve import running_app
+from vitviz.training import jobs
 from vitviz.training.synthetic import make_tiny_pet_dataset
 
 CURVE_POINTS = "() => document.querySelector('#train-curves .js-plotly-plot')?.data?.[0]?.x?.length ?? 0"

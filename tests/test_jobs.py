@@ -15,11 +15,10 @@ import pytest
 from PIL import Image
 from safetensors import safe_open
 
-from vitviz.training import checkpoint as ckpt
-from vitviz.training import jobs
-from vitviz.views.epochs import read_metrics
+from vitviz.training import checkpoint as ckpt, jobs
 from vitviz.training.jobs import JobError, JobManager
 from vitviz.training.presets import PRESETS
+from vitviz.views.epochs import read_metrics
 from vitviz.views.train import curves_figure, mask_progression, mask_strips, progress_html, runs_table, status_markdown
 
 

@@ -11,15 +11,15 @@ import pytest
 import torch
 from PIL import Image
 
-from vitviz.views import positions as pv
-from vitviz.views.pictures import draw_patch_grid, fit_photo, outline_patch
-from vitviz.training.checkpoint import load_model
 from vitviz.app.i18n import text
 from vitviz.app.inference import ModelCache
-from vitviz.model.vit import SegmentationViT, ViTConfig
 from vitviz.model.posembed import sincos_1d, sincos_2d
+from vitviz.model.vit import SegmentationViT, ViTConfig
+from vitviz.training.checkpoint import load_model
 from vitviz.ui import positions as positions_tab
 from vitviz.ui.common import AnalysisKey, Context, PhotoStore
+from vitviz.views import positions as pv
+from vitviz.views.pictures import draw_patch_grid, fit_photo, outline_patch
 
 
 def pe_1d(x: int, dim: int) -> list[float]:

@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 from vitviz.app import downloads
-from vitviz.views.epochs import export_gif
 from vitviz.app.inference import ModelCache
 from vitviz.ui import epochs
 from vitviz.ui.common import AnalysisKey, Context, PhotoStore
+from vitviz.views.epochs import export_gif
 
 ROOT = Path(__file__).resolve().parents[1]
 PICTURE = np.random.default_rng(3).integers(0, 256, (40, 60, 3), dtype=np.uint8)

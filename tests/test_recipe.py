@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from vitviz import evaluate, pseudo, train
+from vitviz.model.patches import ConvStemPatchEmbed, DeepConvStemPatchEmbed
+from vitviz.model.vit import SegmentationViT, ViTConfig
 from vitviz.training.checkpoint import read_weights
 from vitviz.training.data import IGNORE, PetDataset
 from vitviz.training.losses import LOSSES, soft_dice
-from vitviz.model.vit import SegmentationViT, ViTConfig
-from vitviz.model.patches import ConvStemPatchEmbed, DeepConvStemPatchEmbed
 from vitviz.training.predict import mask_probabilities
 from vitviz.training.resident import ResidentSet, paste_small
 from vitviz.training.smallpets import shrink_onto_canvas

@@ -12,8 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from vitviz.training import checkpoint as ckpt
 from vitviz import evaluate, shapes, train
+from vitviz.training import checkpoint as ckpt
 from vitviz.training.data import IGNORE, PetDataset, read_trimap, resolve_root
 from vitviz.training.metrics import confusion, summarize
 

@@ -32,12 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitviz.training.checkpoint import load_model
 from vitviz.app.inference import analyse
-from vitviz.model.vit import SegmentationViT, ViTConfig
 from vitviz.model.patches import unpatchify
-from vitviz.training.presets import preset
+from vitviz.model.vit import SegmentationViT, ViTConfig
 from vitviz.train import git_commit, pick_device
+from vitviz.training.checkpoint import load_model
+from vitviz.training.presets import preset
 
 
 def timed(fn: Callable[[], object], repeats: int, warmup: int = 2) -> list[float]:
@@ -71,7 +71,8 @@ def send_picture(image: np.ndarray, image_format: str, cache_dir: str) -> str:
 
 
 def bench_interactive(checkpoint: str, repeats: int) -> dict:
-    from vitviz.views.pictures import click_to_patch, mean_attention_distance
+    from vitviz.views.attention import mean_attention_distance
+    from vitviz.views.pictures import click_to_patch
     from vitviz.ui.attention import patch_views
 
     model = load_model(checkpoint)

@@ -12,10 +12,10 @@ import sys
 import torch
 from torch.utils.data import DataLoader
 
+from vitviz.train import evaluate_model, pick_device
 from vitviz.training.checkpoint import CheckpointError, load_model, read_config
 from vitviz.training.data import PetDataset
 from vitviz.training.smallpets import small_pet_scores
-from vitviz.train import evaluate_model, pick_device
 
 
 @torch.no_grad()

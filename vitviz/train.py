@@ -31,16 +31,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from vitviz.model.vit import SegmentationViT, ViTConfig
 from vitviz.training import checkpoint as ckpt
 from vitviz.training.cli import add_dataclass_flags, overrides
 from vitviz.training.data import IGNORE, SPECIES, TRAINING_SPLIT, PetDataset, breed_names, resolve_root
 from vitviz.training.losses import LOSSES
 from vitviz.training.metrics import confusion, summarize
-from vitviz.model.vit import SegmentationViT, ViTConfig
-from vitviz.views.segment import overlay_mask
-from vitviz.training.presets import PRESETS, TrainConfig, preset
 from vitviz.training.predict import mask_probabilities
+from vitviz.training.presets import PRESETS, TrainConfig, preset
 from vitviz.training.resident import ResidentSet, paste_small
+from vitviz.views.segment import overlay_mask
 
 VAL_MASK_TILE = 96  # the smallest size in pixels of one photo in the val_masks pictures
 

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vitviz.views.pictures import attention_rollout, draw_patch_grid, fit_photo, outline_patch
-from vitviz.training.checkpoint import load_model, read_config
-from vitviz.model.vit import SegmentationViT
 from vitviz.model.trace import Trace
+from vitviz.model.vit import SegmentationViT
+from vitviz.training.checkpoint import load_model, read_config
+from vitviz.views.attention import attention_rollout
+from vitviz.views.pictures import draw_patch_grid, fit_photo, outline_patch
 
 
 @dataclass

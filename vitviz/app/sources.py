@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from vitviz.app.i18n import DEFAULT, text
+from vitviz.app.photos import PhotoError, load_photo_rgb
 from vitviz.training.checkpoint import list_snapshots
 from vitviz.training.data import labeled, read_split, resolve_root
 from vitviz.views.epochs import final_label
-from vitviz.app.i18n import DEFAULT, text
-from vitviz.app.photos import PhotoError, load_photo_rgb
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 BUNDLED_EXAMPLES = ("chelsea-cat.png", "coffee-cup.jpg", "generated-blob.png")

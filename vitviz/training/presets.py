@@ -2,8 +2,8 @@
 
 from dataclasses import dataclass, field
 
-from vitviz.training.losses import LOSSES
 from vitviz.model.vit import ViTConfig
+from vitviz.training.losses import LOSSES
 
 DEFAULT_SNAPSHOTS = (1, 2, 3, 5, 8, 13, 20, 30, 50, 80)
 

@@ -9,15 +9,15 @@ from typing import Any, get_args
 
 import gradio as gr
 
-from vitviz.views.pictures import (Direction, Scale, centre_patch, distance_figure, fit_size, mean_attention_distance,
-                                   uniform_attention_distance)
-from vitviz.views.attention import PHOTO_SIDE, attention_pictures
-from vitviz.training.checkpoint import CheckpointError
 from vitviz.app.downloads import save_pngs
 from vitviz.app.i18n import DEFAULT, text
 from vitviz.app.inference import Analysis
+from vitviz.training.checkpoint import CheckpointError
 from vitviz.ui.common import (HIDE_SAVED, AnalysisKey, Context, Refresh, clicked_patch, localized_choices, one_of,
                               saved_files, show_saved, whole_number)
+from vitviz.views.attention import (PHOTO_SIDE, Direction, Scale, attention_pictures, distance_figure,
+                                    mean_attention_distance, uniform_attention_distance)
+from vitviz.views.pictures import centre_patch, fit_size
 
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 

@@ -29,9 +29,9 @@ from typing import Any, Callable, TypeVar
 import gradio as gr
 import numpy as np
 
-from vitviz.views.pictures import click_to_patch
 from vitviz.app.i18n import DEFAULT, text
 from vitviz.app.inference import Analysis, ModelCache, photo_id
+from vitviz.views.pictures import click_to_patch
 
 C = TypeVar("C")
 # A component property's text: a catalog key, or a function of the language (choices, composed texts).

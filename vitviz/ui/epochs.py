@@ -7,13 +7,13 @@ from pathlib import Path
 
 import gradio as gr
 
-from vitviz.views.pictures import fit_photo
-from vitviz.training.checkpoint import list_snapshots
 from vitviz.app.downloads import new_folder
-from vitviz.views.epochs import (Frame, blocky_explanation, export_gif, final_label, metrics_text, overlay_frame,
-                           progression)
 from vitviz.app.i18n import DEFAULT, text
+from vitviz.training.checkpoint import list_snapshots
 from vitviz.ui.common import AnalysisKey, Context, Refresh
+from vitviz.views.epochs import (Frame, blocky_explanation, export_gif, final_label, metrics_text, overlay_frame,
+                                 progression)
+from vitviz.views.pictures import fit_photo
 
 OPACITY = 0.55
 

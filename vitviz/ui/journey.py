@@ -4,15 +4,15 @@ the linear-vs-Conv2d patch embedding check (brief §3)."""
 
 import gradio as gr
 
-from vitviz.views.pictures import centre_patch, fit_size
 from vitviz.app.i18n import DEFAULT, text
 from vitviz.app.inference import Analysis
-from vitviz.views.journey import (WHAT_IF_LIMITS, comparison_embed, journey_pictures, journey_rows,
-                            linear_conv_difference, model_summary, what_if)
-from vitviz.model.vit import ViTConfig
 from vitviz.model.posembed import KINDS
+from vitviz.model.vit import ViTConfig
 from vitviz.training.presets import preset
 from vitviz.ui.common import AnalysisKey, Context, Refresh, clicked_patch, number
+from vitviz.views.journey import (WHAT_IF_LIMITS, comparison_embed, journey_pictures, journey_rows,
+                                  linear_conv_difference, model_summary, what_if)
+from vitviz.views.pictures import centre_patch, fit_size
 
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 

@@ -5,12 +5,12 @@ from functools import partial
 
 import gradio as gr
 
-from vitviz.training.data import CLASS_NAMES
-from vitviz.app.i18n import DEFAULT, class_name, class_values, text
-from vitviz.views.segment import class_shares, legend_html, overlay_mask, probability_maps, top_guesses
-from vitviz.views.pictures import fit_photo
 from vitviz.app.downloads import FAST, save_pngs
+from vitviz.app.i18n import DEFAULT, class_name, class_values, text
+from vitviz.training.data import CLASS_NAMES
 from vitviz.ui.common import AnalysisKey, Context, Refresh
+from vitviz.views.pictures import fit_photo
+from vitviz.views.segment import class_shares, legend_html, overlay_mask, probability_maps, top_guesses
 
 
 def legend(lang: str) -> str:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from vitviz.views import tour
-from vitviz.training.checkpoint import list_snapshots
 from vitviz.app.i18n import DEFAULT
+from vitviz.training.checkpoint import list_snapshots
 from vitviz.ui.common import AnalysisKey, Context, Refresh
+from vitviz.views import tour
 
 # Bring the panel to the top of the window, so that the step's text and its tab's view are on screen together.
 SCROLL_TO_PANEL = "(...inputs) => { document.getElementById('tour').scrollIntoView({block: 'start'}); return inputs; }"

@@ -16,13 +16,12 @@ import numpy as np
 import torch.nn.functional as F
 from PIL import Image
 
-from vitviz.views.pictures import fit_size
-from vitviz.training.checkpoint import list_snapshots
 from vitviz.app.downloads import write_privately
 from vitviz.app.i18n import DEFAULT, class_values, text
 from vitviz.app.inference import Analysis, ModelCache
+from vitviz.training.checkpoint import list_snapshots
+from vitviz.views.pictures import caption_band, fit_size, resize
 from vitviz.views.segment import overlay_mask
-from vitviz.render import caption_band, resize
 
 
 def read_metrics(folder: str | os.PathLike) -> dict[int, dict]:

@@ -10,16 +10,15 @@ import math
 import numpy as np
 import torch
 
-from vitviz.views.pictures import OUTLINE, VIRIDIS, colourise, grid_map_image, outline_patch
 from vitviz.app.i18n import DEFAULT, text
 from vitviz.app.inference import Analysis
-from vitviz.model.vit import SegmentationViT, ViTConfig
-from vitviz.views.segment import colour_mask
 from vitviz.model.patches import LinearPatchEmbed, grid_size, linear_to_conv
 from vitviz.model.posembed import KINDS
-from vitviz.render import resize, signed_heatmap
-from vitviz.shapes import trace_blank
 from vitviz.model.trace import Stage, Trace
+from vitviz.model.vit import SegmentationViT, ViTConfig
+from vitviz.shapes import trace_blank
+from vitviz.views.pictures import OUTLINE, VIRIDIS, colourise, grid_map_image, outline_patch, resize, signed_heatmap
+from vitviz.views.segment import colour_mask
 
 # ---------------------------------------------------------------- the shape table
 

@@ -1,28 +1,19 @@
-"""What a clicked patch attends to, layer by layer and head by head (brief §2 and §5).
+"""The picture library: every view draws with these (no Gradio here, so each function can be
+tested on its own). Every picture is an (H, W, 3) uint8 array, ready for `gr.Image`, a PNG or a GIF.
 
-Everything here reads the attention weights of one traced forward pass
-(`Analysis.trace.attentions`): one (1, heads, T, T) tensor per layer, each row a softmax that sums
-to 1. T is the number of patch tokens N, plus one class token at index 0 when the model has one.
-Nothing assumes a class token or a square grid: the grid is passed in or derived from T.
-
-The second half turns (rows, cols) maps into uint8 RGB pictures: colour maps, the heat map laid
-over the photo with the clicked patch outlined, labelled tiles, and a PNG scatter plot.
-No Gradio here, so every function can be tested and reused on its own.
+- patches on a picture: which patch a click lands on, and the pixels of a patch;
+- colour maps (viridis, a diverging blue-grey-red) and the (rows, cols) maps they colour;
+- photos fitted to a view, patch outlines and grid lines, heat maps blended over a photo;
+- text: the bundled font, labelled tiles, a colour bar, a caption band; plain resizing.
 """
 
 import functools
 import math
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
-import plotly.graph_objects as go
 import torch
 from PIL import Image, ImageDraw, ImageFont
-
-from vitviz.app.i18n import DEFAULT, text
-
-Direction = Literal["query", "key"]
-Scale = Literal["local", "global"]
 
 # ───────────────────────────── patches and clicks ─────────────────────────────
 
@@ -60,151 +51,13 @@ def patch_box(patch: int, grid: tuple[int, int], width: int, height: int) -> tup
     return x0, y0, x1, y1
 
 
-# ───────────────────────────── attention slices ─────────────────────────────
-
-
-def token_grid(num_tokens: int, has_class_token: bool, grid: tuple[int, int] | None = None) -> tuple[int, int]:
-    """(rows, cols) of the patch tokens among `num_tokens`; a square grid when `grid` is None."""
-    patches = num_tokens - int(has_class_token)
-    if grid is None:
-        side = math.isqrt(patches)
-        if side * side != patches:
-            raise ValueError(f"{patches} patch tokens do not form a square grid: pass grid=(rows, cols)")
-        return side, side
-    rows, cols = grid
-    if rows * cols != patches:
-        raise ValueError(f"grid {rows}x{cols} has {rows * cols} patches but the attention has {patches} patch tokens")
-    return rows, cols
-
-
-def per_head(weights: torch.Tensor) -> torch.Tensor:
-    """(1, heads, T, T) as traced, or already (heads, T, T) → (heads, T, T)."""
-    if weights.dim() == 4 and weights.shape[0] == 1:
-        return weights[0]
-    if weights.dim() == 3:
-        return weights
-    raise ValueError(f"expected attention of shape (1, heads, T, T) or (heads, T, T), got {tuple(weights.shape)}")
-
-
-def layer_weights(attentions: Sequence[torch.Tensor], layer: int) -> torch.Tensor:
-    """(heads, T, T) of `layer`, counted from 0."""
-    if not 0 <= layer < len(attentions):
-        raise ValueError(f"layer {layer} does not exist: the model has layers 0 to {len(attentions) - 1}")
-    return per_head(attentions[layer])
-
-
-def patch_slice(weights: torch.Tensor, patch: int, has_class_token: bool, direction: Direction = "query",
-                grid: tuple[int, int] | None = None) -> torch.Tensor:
-    """One patch's row or column of a (..., T, T) matrix, restricted to patch tokens → (..., rows, cols).
-
-    "query": the patch's row, what it attends to (sums to 1 with the class token).
-    "key": the patch's column, how much every patch attends to it.
-    """
-    rows, cols = token_grid(weights.shape[-1], has_class_token, grid)
-    if not 0 <= patch < rows * cols:
-        raise ValueError(f"patch {patch} is outside the {rows}x{cols} grid")
-    first = int(has_class_token)  # index of the first patch token
-    token = first + patch
-    if direction == "query":
-        line = weights[..., token, first:]
-    elif direction == "key":
-        line = weights[..., first:, token]
-    else:
-        raise ValueError(f"direction must be 'query' or 'key', got {direction!r}")
-    return line.reshape(*line.shape[:-1], rows, cols)
-
-
-def patch_attention(attentions: Sequence[torch.Tensor], layer: int, patch: int, has_class_token: bool,
-                    direction: Direction = "query", grid: tuple[int, int] | None = None) -> torch.Tensor:
-    """(heads, rows, cols): the clicked patch's attention in every head of one layer."""
-    return patch_slice(layer_weights(attentions, layer), patch, has_class_token, direction, grid)
-
-
-def class_token_attention(attentions: Sequence[torch.Tensor], layer: int,
-                          grid: tuple[int, int] | None = None) -> torch.Tensor:
-    """(heads, rows, cols): what the class token (index 0) attends to. Only for models that have one."""
-    weights = layer_weights(attentions, layer)
-    rows, cols = token_grid(weights.shape[-1], True, grid)
-    return weights[:, 0, 1:].reshape(-1, rows, cols)
-
-
-def attention_rollout(attentions: Sequence[torch.Tensor], residual: bool = True) -> torch.Tensor:
-    """(T, T) attention rollout (Abnar & Zuidema 2020): how much each output token draws on each input token.
-
-    Per layer: average the heads; with `residual`, add the identity for the skip connection and
-    renormalise the rows, i.e. 0.5·A + 0.5·I; then R = A_L · … · A_1. Rows of R sum to 1.
-    """
-    if not attentions:
-        raise ValueError("no attention layers to roll out")
-    rollout = None
-    for weights in attentions:
-        mixing = per_head(weights).double().mean(0)
-        if residual:
-            mixing = mixing + torch.eye(mixing.shape[-1], dtype=mixing.dtype)
-            mixing = mixing / mixing.sum(-1, keepdim=True)
-        rollout = mixing if rollout is None else mixing @ rollout
-    return rollout.float()
-
-
-def patch_distances(grid: tuple[int, int], patch_size: int) -> torch.Tensor:
-    """(N, N) distances in pixels of the model input between the centres of every two patches."""
-    rows, cols = grid
-    ys, xs = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
-    centres = (torch.stack([ys.flatten(), xs.flatten()], dim=1).double() + 0.5) * patch_size
-    return (centres[:, None, :] - centres[None, :, :]).norm(dim=-1)
-
-
-def mean_attention_distance(attentions: Sequence[torch.Tensor], grid: tuple[int, int], patch_size: int,
-                            has_class_token: bool) -> torch.Tensor:
-    """(layers, heads): the ViT paper's Figure 7 (right) for one image, in pixels of the model input.
-
-    For each query patch, the attention-weighted mean distance to the key patches (the class token
-    left out and the weights renormalised over patches), averaged over all query patches.
-    Small: the head looks locally, like a convolution; large: it mixes the whole image.
-    """
-    if not attentions:
-        raise ValueError("no attention layers to measure")
-    distances = patch_distances(grid, patch_size)
-    first = int(has_class_token)
-    per_layer = []
-    for weights in attentions:
-        heads = per_head(weights)
-        token_grid(heads.shape[-1], has_class_token, grid)  # checks that the grid fits
-        patch_to_patch = heads[:, first:, first:].double()
-        patch_to_patch = patch_to_patch / patch_to_patch.sum(-1, keepdim=True)
-        per_layer.append((patch_to_patch * distances).sum(-1).mean(-1))
-    return torch.stack(per_layer).float()
-
-
-def uniform_attention_distance(grid: tuple[int, int], patch_size: int) -> float:
-    """Mean attention distance of a head that attends equally to every patch: a reference level."""
-    return float(patch_distances(grid, patch_size).mean())
-
-
-def normalise_maps(maps: torch.Tensor, scale: Scale) -> torch.Tensor:
-    """Non-negative maps (..., rows, cols) → [0, 1] for display, zero staying zero.
-
-    "local": each map by its own maximum, to see where every head looks even when its weights
-    are small. "global": all maps by one shared maximum, to compare how strongly they focus.
-    """
-    if scale == "local":
-        peak = maps.amax(dim=(-2, -1), keepdim=True)
-    elif scale == "global":
-        peak = maps.max()
-    else:
-        raise ValueError(f"colour scale must be 'local' or 'global', got {scale!r}")
-    return maps / peak.clamp_min(1e-12)
-
-
-# ───────────────────────────── pictures ─────────────────────────────
+# ───────────────────────────── colours and maps ─────────────────────────────
 
 # Colour maps as evenly spaced stops, interpolated linearly (no matplotlib needed).
 VIRIDIS = np.array([(68, 1, 84), (71, 44, 122), (59, 81, 139), (44, 113, 142), (33, 144, 141),
                     (39, 173, 129), (92, 200, 99), (170, 220, 50), (253, 231, 37)], dtype=np.float64)
 COOLWARM = np.array([(59, 76, 192), (124, 159, 249), (192, 212, 245), (221, 221, 221), (242, 203, 183),
                      (238, 132, 104), (180, 4, 38)], dtype=np.float64)  # blue < 0 < red, grey at 0
-HEAD_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-                (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
 OUTLINE = (255, 40, 40)
 
 
@@ -350,26 +203,39 @@ def label_strip(label: str, width: int, size: int) -> np.ndarray:
     return picture
 
 
-def distance_figure(distances: torch.Tensor, lang: str = DEFAULT) -> go.Figure:
-    """Plotly scatter of mean attention distance: x = layer, y = pixels, one dot per head."""
-    layers, heads = distances.shape
-    figure = go.Figure()
-    for head in range(heads):
-        figure.add_trace(go.Scatter(
-            x=list(range(1, layers + 1)), y=distances[:, head].tolist(), mode="markers",
-            name=text("attention.chart.head", lang, head=head + 1),
-            marker=dict(size=10, color="rgb({},{},{})".format(*HEAD_COLOURS[head % len(HEAD_COLOURS)])),
-            hovertemplate=text("attention.chart.hover", lang, head=head + 1) + "<extra></extra>"))
-    figure.update_layout(xaxis_title=text("attention.chart.layer", lang),
-                         yaxis_title=text("attention.chart.distance", lang),
-                         xaxis=dict(tickmode="linear", dtick=1), yaxis=dict(rangemode="tozero"),
-                         margin=dict(l=60, r=20, t=30, b=50), height=380)
-    return figure
+def resize(image: np.ndarray, size: tuple[int, int], smooth: bool = True) -> np.ndarray:
+    """Resize to (height, width): bilinear for photos, nearest for masks and maps of cells."""
+    h, w = size
+    if image.shape[:2] == (h, w):
+        return image
+    resample = Image.Resampling.BILINEAR if smooth else Image.Resampling.NEAREST
+    return np.asarray(Image.fromarray(image).resize((w, h), resample))
 
 
-def _nice_ceiling(value: float) -> float:
-    """The smallest of 1, 2, 2.5, 5 × 10^k that is ≥ value: a round top for an axis."""
-    if value <= 0:
-        return 1.0
-    power = 10 ** math.floor(math.log10(value))
-    return next(step * power for step in (1, 2, 2.5, 5, 10) if step * power >= value)
+def signed_heatmap(values: np.ndarray) -> np.ndarray:
+    """Signed values → blue (negative), grey (zero), red (positive). The scale is the 99th
+    percentile of |value|, so a few outliers do not wash out everything else."""
+    limit = float(np.quantile(np.abs(values), 0.99)) if np.size(values) else 1.0
+    return colourise(signed_to_unit(values, limit), COOLWARM)
+
+
+def with_colour_bar(image: np.ndarray, stops: np.ndarray, low: str, high: str) -> np.ndarray:
+    """The picture with a horizontal ramp of `stops` underneath, labelled with its end values."""
+    width = image.shape[1]
+    bar_h = max(8, min(14, image.shape[0] // 16))
+    ramp = colourise(np.linspace(0, 1, width)[None, :].repeat(bar_h, 0), stops)
+    text = font(max(10, bar_h))
+    labels = Image.new("RGB", (width, text.size + 4), "white")
+    draw = ImageDraw.Draw(labels)
+    draw.text((1, 1), low, fill="black", font=text)
+    draw.text((width - 1, 1), high, fill="black", font=text, anchor="ra")
+    gap = np.full((3, width, 3), 255, np.uint8)
+    return np.concatenate([image, gap, ramp, np.asarray(labels)], axis=0)
+
+
+def caption_band(image: np.ndarray, text: str) -> np.ndarray:
+    """The picture with a dark band on top holding `text` in white (a GIF frame's label)."""
+    height = max(18, image.shape[0] // 10)
+    band = Image.new("RGB", (image.shape[1], height), (20, 20, 20))
+    ImageDraw.Draw(band).text((6, height // 2), text, fill="white", font=font(int(height * 0.7)), anchor="lm")
+    return np.concatenate([np.asarray(band), image], axis=0)

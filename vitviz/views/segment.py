@@ -9,9 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vitviz.views.pictures import VIRIDIS, colourise
 from vitviz.training.data import CLASS_NAMES
-from vitviz.render import with_colour_bar
+from vitviz.views.pictures import VIRIDIS, colourise, with_colour_bar
 
 # Okabe–Ito colours (safe for colour-blind viewers), one per class of data.CLASS_NAMES
 CLASS_COLOURS = {"pet": (230, 159, 0), "background": (0, 114, 178), "border": (240, 228, 66)}

@@ -11,7 +11,7 @@ from PIL import Image
 
 from vitviz.app.i18n import DEFAULT, text
 from vitviz.training.jobs import RunStatus, log_tail
-from vitviz.render import caption_band
+from vitviz.views.pictures import caption_band
 
 STATE_ICONS = {"starting": "⏳", "running": "▶", "stopping": "⏹", "stopped": "⏸", "finished": "✔", "crashed": "💥"}
 MAX_STRIPS = 12  # mask strips shown: all epochs up to this many, else the first 4 and the last 8
