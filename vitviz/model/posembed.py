@@ -6,11 +6,12 @@ image (as the ViT authors do). A class token, when present, gets its own learned
 (`class_weight`) for the learned kind and nothing for the sinusoidal kinds.
 """
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-KINDS = ("learned", "sin1d", "sin2d", "none")
 
 
 def _sincos(positions: torch.Tensor, dim: int, base: float) -> torch.Tensor:
@@ -49,32 +50,61 @@ def resample_grid(table: torch.Tensor, old_grid: tuple[int, int], new_grid: tupl
     return image.reshape(d, -1).T
 
 
+@dataclass(frozen=True)
+class PositionKind:
+    """One kind of position embedding: where its table comes from and which widths it can use.
+    The model, the Train form, the Journey's "what if" and the Position tab all read this
+    registry, so a new kind is one entry here (and its names in the locale files)."""
+
+    learned: bool  # a parameter trained with the model, resampled to other grids
+    formula: Callable[[tuple[int, int], int], torch.Tensor] | None  # (grid, D) → (N, D), if computed
+    width_multiple: int = 1  # D must be a multiple of this: sin and cos pairs, per axis
+
+    @property
+    def has_table(self) -> bool:
+        """Whether the kind adds anything to the patches (all but "none")."""
+        return self.learned or self.formula is not None
+
+
+KINDS: dict[str, PositionKind] = {
+    "learned": PositionKind(learned=True, formula=None),
+    # Patch index x runs row by row, as in the brief; a new grid gets new indices.
+    "sin1d": PositionKind(learned=False, formula=lambda grid, dim: sincos_1d(grid[0] * grid[1], dim), width_multiple=2),
+    "sin2d": PositionKind(learned=False, formula=sincos_2d, width_multiple=4),
+    "none": PositionKind(learned=False, formula=None),
+}
+
+
+def position_kind(name: str, dim: int) -> PositionKind:
+    """The kind called `name`, checked against the embedding width `dim`: the one place that
+    refuses an unknown kind or a width its formula cannot use (`ViTConfig` calls it, and through
+    it the Train form)."""
+    if name not in KINDS:
+        raise ValueError(f"unknown position embedding {name!r}: choose one of {', '.join(KINDS)}")
+    kind = KINDS[name]
+    if dim % kind.width_multiple:
+        raise ValueError(f"the {name} position embeddings need a width divisible by {kind.width_multiple}, got {dim}")
+    return kind
+
+
 class PositionEmbedding(nn.Module):
     def __init__(self, kind: str, grid: tuple[int, int], dim: int, class_token: bool):
         super().__init__()
-        if kind not in KINDS:
-            raise ValueError(f"position embedding must be one of {KINDS}, got {kind!r}")
+        self.spec = position_kind(kind, dim)
         self.kind, self.grid, self.dim = kind, tuple(grid), dim
         self.weight = None
         self.class_weight = None
-        if kind == "learned":
+        if self.spec.learned:
             self.weight = nn.Parameter(torch.empty(grid[0] * grid[1], dim))
             nn.init.trunc_normal_(self.weight, std=0.02)
             if class_token:
                 self.class_weight = nn.Parameter(torch.zeros(1, dim))
-        elif kind != "none":
-            self.table(grid)  # fail early on a width the formula cannot use
 
     def table(self, grid: tuple[int, int]) -> torch.Tensor | None:
         """The (N, D) embedding of every patch of `grid`, or None for kind 'none'."""
-        if self.kind == "learned":
+        if self.spec.learned:
             return resample_grid(self.weight, self.grid, grid)
-        if self.kind == "sin1d":
-            # Patch index x runs row by row, as in the brief; a new grid gets new indices.
-            return sincos_1d(grid[0] * grid[1], self.dim)
-        if self.kind == "sin2d":
-            return sincos_2d(grid, self.dim)
-        return None
+        return self.spec.formula(grid, self.dim) if self.spec.formula else None
 
     def extra_repr(self) -> str:
         return f"kind={self.kind}, grid={self.grid}, dim={self.dim}"

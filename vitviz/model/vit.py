@@ -10,7 +10,7 @@ from the input, so a model trained at 128 px runs at 192 or 256 px too.
 """
 
 from dataclasses import asdict, dataclass, fields
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -18,7 +18,7 @@ from torch import nn
 from vitviz.model.attention import MultiHeadSelfAttention
 from vitviz.model.decoder import SkipDecoder
 from vitviz.model.patches import PATCH_EMBEDS, ConvStemPatchEmbed, grid_size, unpatchify
-from vitviz.model.posembed import PositionEmbedding
+from vitviz.model.posembed import PositionEmbedding, position_kind
 from vitviz.model.trace import Trace
 
 
@@ -36,18 +36,20 @@ class ViTConfig:
     mlp_ratio: float = 4.0
     dropout: float = 0.2
     patch_embed: str = "linear"  # "linear" (reference) | "conv" (same map) | "convstem" | "deepstem"
-    pos_embed: str = "learned"  # "learned" | "sin1d" | "sin2d" | "none"
+    pos_embed: str = "learned"  # a kind of `posembed.KINDS`: "learned" | "sin1d" | "sin2d" | "none"
     class_token: bool = False
     num_classes: int = 0  # > 0 adds a classification head on the class token
-    head: str = "linear"  # segmentation head: "linear" (reference) | "mlp" | "skip" (U-Net decoder)
+    head: str = "linear"  # segmentation head of `HEADS`: "linear" (reference) | "mlp" | "skip" (U-Net decoder)
 
     def __post_init__(self):
         if self.patch_embed not in PATCH_EMBEDS:
             raise ValueError(f"patch_embed must be one of {sorted(PATCH_EMBEDS)}, got {self.patch_embed!r}")
-        if self.head not in ("linear", "mlp", "skip"):
-            raise ValueError(f"head must be 'linear', 'mlp' or 'skip', got {self.head!r}")
-        if self.head == "skip" and not issubclass(PATCH_EMBEDS[self.patch_embed], ConvStemPatchEmbed):
-            raise ValueError("the skip head decodes with a conv stem's features: use patch_embed='convstem' or 'deepstem'")
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        if HEADS[self.head].uses_stem_features and not issubclass(PATCH_EMBEDS[self.patch_embed], ConvStemPatchEmbed):
+            raise ValueError(f"the {self.head} head decodes with a conv stem's features: "
+                             "use patch_embed='convstem' or 'deepstem'")
+        position_kind(self.pos_embed, self.embed_dim)
         if self.num_classes and not self.class_token:
             raise ValueError("a classification head (num_classes > 0) needs class_token=True")
         grid_size((self.image_size, self.image_size), self.patch_size)
@@ -101,14 +103,26 @@ class Block(nn.Module):
         return x, weights
 
 
-def segmentation_head(cfg: ViTConfig, patch_embed: nn.Module) -> nn.Module:
-    """Per-patch heads map each token to its P·P·C block of logits; the skip decoder upsamples."""
-    out_features = cfg.patch_size**2 * cfg.out_channels
-    if cfg.head == "linear":
-        return nn.Linear(cfg.embed_dim, out_features)
-    if cfg.head == "mlp":
-        return nn.Sequential(nn.Linear(cfg.embed_dim, cfg.embed_dim), nn.GELU(), nn.Linear(cfg.embed_dim, out_features))
-    return SkipDecoder(cfg.embed_dim, patch_embed.widths[:-1], cfg.out_channels)
+@dataclass(frozen=True)
+class HeadKind:
+    """One kind of segmentation head (`ViTConfig.head`). Per-patch heads map each token to its
+    P·P·C block of logits; a head that `uses_stem_features` upsamples with the conv stem's maps."""
+
+    build: Callable[["ViTConfig", nn.Module], nn.Module]  # (config, patch embedding) → the head
+    uses_stem_features: bool = False
+
+
+def _patch_logits(cfg: "ViTConfig") -> int:
+    return cfg.patch_size**2 * cfg.out_channels
+
+
+HEADS: dict[str, HeadKind] = {
+    "linear": HeadKind(lambda cfg, _: nn.Linear(cfg.embed_dim, _patch_logits(cfg))),
+    "mlp": HeadKind(lambda cfg, _: nn.Sequential(nn.Linear(cfg.embed_dim, cfg.embed_dim), nn.GELU(),
+                                                 nn.Linear(cfg.embed_dim, _patch_logits(cfg)))),
+    "skip": HeadKind(lambda cfg, embed: SkipDecoder(cfg.embed_dim, embed.widths[:-1], cfg.out_channels),
+                     uses_stem_features=True),
+}
 
 
 class ViTOutput(NamedTuple):
@@ -126,7 +140,7 @@ class SegmentationViT(nn.Module):
         self.pos_embed = PositionEmbedding(cfg.pos_embed, cfg.grid, d, cfg.class_token)
         self.class_token = nn.Parameter(torch.zeros(1, 1, d)) if cfg.class_token else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
-        self.seg_head = segmentation_head(cfg, self.patch_embed)
+        self.seg_head = HEADS[cfg.head].build(cfg, self.patch_embed)
         self.class_head = nn.Linear(d, cfg.num_classes) if cfg.num_classes else None
         self.apply(_init_weights)
         if self.class_token is not None:
@@ -141,7 +155,7 @@ class SegmentationViT(nn.Module):
         x = self.input_norm(images)
         note(1, "input BatchNorm", x, "B C H W", self.input_norm)
 
-        if self.cfg.head == "skip":  # keep the conv stem's feature maps for the decoder
+        if HEADS[self.cfg.head].uses_stem_features:  # keep the conv stem's feature maps for the decoder
             x, skips = self.patch_embed.forward_with_skips(x, trace)
         else:
             x = self.patch_embed(x, trace)  # (B, N, D); the tokenizer notes its own steps 2 and 3
@@ -171,7 +185,7 @@ class SegmentationViT(nn.Module):
             class_logits = self.class_head(x[:, 0])
             note(7, "class head", class_logits, "B K", self.class_head)
 
-        if self.cfg.head == "skip":
+        if HEADS[self.cfg.head].uses_stem_features:
             mask = self.seg_head(x[:, n_cls:], grid, skips, images.shape[-2:], trace)
             note(8, "mask logits", mask, "B C H W", self.seg_head.out)
         else:

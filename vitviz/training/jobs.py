@@ -33,15 +33,14 @@ from pathlib import Path
 
 import torch
 
+from vitviz.app.i18n import text
+from vitviz.app.sources import confine
+from vitviz.model.vit import SegmentationViT, ViTConfig
+from vitviz.train import pick_device
 from vitviz.training import checkpoint as ckpt
 from vitviz.training.data import PetDataset, resolve_root
-from vitviz.views.epochs import read_metrics
-from vitviz.app.i18n import text
-from vitviz.model.vit import SegmentationViT, ViTConfig
-from vitviz.model.posembed import KINDS
 from vitviz.training.presets import PRESETS, TrainConfig, preset
-from vitviz.app.sources import confine
-from vitviz.train import pick_device
+from vitviz.views.epochs import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,7 +58,6 @@ WHOLE_NUMBERS = {  # field: (label, lowest, highest)
 LR_RANGE = (1e-6, 1.0)
 MAX_PATCHES = 1024  # attention compares every patch with every other: beyond this it needs too much memory
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-HEADS = ("linear", "mlp", "skip")  # the segmentation heads of ViTConfig, offered by the form
 ALIVE = ("starting", "running", "stopping")  # the states of a live process
 RESUMABLE = ("stopped", "crashed")
 NO_DATA_ROOT = text("train.no_data_root")  # the Train tab shows it in the user's language
@@ -300,16 +298,11 @@ def check_request(runs_dir: str | os.PathLike, preset_name: str, name: str | Non
     if width % heads:
         raise JobError(f"Width {width} is not divisible by {heads} heads: every head gets an equal share of the width.")
     pos_embed, head = values.get("pos_embed"), values.get("head")
-    if pos_embed not in KINDS:
-        raise JobError(f"Unknown position embedding {pos_embed!r}: choose one of {', '.join(KINDS)}.")
-    if pos_embed == "sin2d" and width % 4 or pos_embed == "sin1d" and width % 2:
-        raise JobError(f"{pos_embed} position embeddings need a width divisible by {4 if pos_embed == 'sin2d' else 2}, "
-                       f"got {width}.")
     warmup = PRESETS[preset_name][1].get("warmup_epochs", 0)
     if numbers["epochs"] <= warmup:
         raise JobError(f"Preset {preset_name!r} warms the learning rate up for {warmup:g} epochs: train for more than that.")
     model_values = {f: numbers[f] for f in ("patch_size", "embed_dim", "depth", "num_heads")}
-    try:  # the model's own checks, e.g. of the head
+    try:  # the model's own checks: the head, the position embedding and the width it needs
         model, train = preset(preset_name, {**model_values, "pos_embed": pos_embed, "head": head},
                               {"epochs": numbers["epochs"], "batch_size": numbers["batch_size"], "lr": lr})
     except ValueError as e:

@@ -10,16 +10,17 @@ from typing import Any, get_args
 import gradio as gr
 import numpy as np
 
-from vitviz.views.pictures import fit_size, tile
 from vitviz.app.downloads import save_pngs, shared_png
 from vitviz.app.i18n import DEFAULT, text
 from vitviz.app.inference import Analysis
-from vitviz.views.positions import (SHOWN_KINDS, ColourRange, EmbeddingTables, accuracy_markdown,
-                                   all_similarities_image, dimension_image, embedding_tables, kind_name, map_cell,
-                                   matrix_image, similarity_image)
+from vitviz.model.posembed import KINDS
 from vitviz.ui.attention import LATEX, figure, load_analysis, patch_in_grid
 from vitviz.ui.common import (HIDE_SAVED, AnalysisKey, Context, Refresh, clicked_patch, localized_choices, one_of,
                               saved_files, show_saved, whole_number)
+from vitviz.views.pictures import fit_size, tile
+from vitviz.views.positions import (SHOWN_KINDS, ColourRange, EmbeddingTables, accuracy_markdown,
+                                    all_similarities_image, dimension_image, embedding_tables, kind_name, map_cell,
+                                    matrix_image, similarity_image)
 
 PHOTO_SIDE = 384  # the clickable photo is shown at most this large
 
@@ -215,12 +216,12 @@ def _file(name: str, picture: np.ndarray) -> str:
 
 
 def _column_note(tables: EmbeddingTables, kind: str, lang: str = DEFAULT) -> str:
-    if kind == "learned" and kind not in tables.tables:
+    if KINDS[kind].learned and kind not in tables.tables:
         reason = text("positions.no_learned", lang, kind=kind_name(tables.model_kind, lang))
         return text("positions.not_shown", lang, reason=reason)
     if kind not in tables.tables:  # the formula's own reason, e.g. a width it cannot use
         return text("positions.not_shown", lang, reason=tables.missing[kind])
-    source = text("positions.from_checkpoint" if kind == "learned" else "positions.from_formula", lang)
+    source = text("positions.from_checkpoint" if KINDS[kind].learned else "positions.from_formula", lang)
     used = text("positions.used", lang) if kind == tables.model_kind else ""
     n, d = tables.tables[kind].shape
     return text("positions.table_note", lang, patches=n, dim=d, source=source, used=used)

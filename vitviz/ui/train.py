@@ -17,15 +17,17 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from vitviz.training import jobs
-from vitviz.views.epochs import read_metrics
 from vitviz.app.i18n import DEFAULT, text
+from vitviz.model.posembed import KINDS
+from vitviz.model.vit import HEADS
+from vitviz.train import pick_device
+from vitviz.training import jobs
 from vitviz.training.jobs import JobError, JobManager
 from vitviz.training.presets import PRESETS
-from vitviz.train import pick_device
+from vitviz.ui.common import Context
+from vitviz.views.epochs import read_metrics
 from vitviz.views.train import (curves_figure, mask_progression, mask_strips, progress_html, runs_headers, runs_table,
                                 status_markdown)
-from vitviz.ui.common import Context
 
 POLL_SECONDS = 1.0
 FIRST_PRESET = "seed-small"  # the article's kind of model, small enough for a laptop CPU
@@ -84,9 +86,9 @@ def build(ctx: Context, locked: bool = False) -> None:
                 depth = number("depth", precision=0)
                 num_heads = number("num_heads", precision=0)
             with gr.Row():
-                pos_embed = ctx.localized(gr.Dropdown, {"label": "train.pos_embed"}, choices=list(jobs.KINDS),
+                pos_embed = ctx.localized(gr.Dropdown, {"label": "train.pos_embed"}, choices=list(KINDS),
                                           value=defaults["pos_embed"])
-                head = ctx.localized(gr.Dropdown, {"label": "train.head"}, choices=list(jobs.HEADS),
+                head = ctx.localized(gr.Dropdown, {"label": "train.head"}, choices=list(HEADS),
                                      value=defaults["head"])
             with gr.Row():
                 epochs = number("epochs", precision=0)

@@ -17,12 +17,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vitviz.views.pictures import COOLWARM, colourise, grid_map_image, outline_patch, signed_to_unit
 from vitviz.app.i18n import DEFAULT, text
+from vitviz.model.posembed import KINDS
 from vitviz.model.vit import SegmentationViT
-from vitviz.model.posembed import sincos_1d, sincos_2d
+from vitviz.views.pictures import COOLWARM, colourise, grid_map_image, outline_patch, signed_to_unit
 
-SHOWN_KINDS = ("learned", "sin1d", "sin2d")
+SHOWN_KINDS = tuple(name for name, kind in KINDS.items() if kind.has_table)  # "none" has nothing to show
 
 CHECKPOINTS_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
 # The runs that differ only in their position embedding (the learned one is the seed-small preset).
@@ -75,17 +75,17 @@ def _compute_tables(model: SegmentationViT, grid: tuple[int, int]) -> EmbeddingT
     dim = model.cfg.embed_dim
     tables: dict[str, torch.Tensor] = {}
     missing: dict[str, str] = {}
-    if model.pos_embed.kind == "learned":
-        with torch.no_grad():
-            tables["learned"] = model.pos_embed.table(grid).detach().float().cpu()
-    else:
-        missing["learned"] = text("positions.no_learned", kind=kind_name(model.pos_embed.kind))
-    formulas = {"sin1d": lambda: sincos_1d(grid[0] * grid[1], dim), "sin2d": lambda: sincos_2d(grid, dim)}
-    for kind, make in formulas.items():
-        try:
-            tables[kind] = make()
-        except ValueError as e:  # a width the formula cannot use (odd, or not divisible by 4)
-            missing[kind] = str(e)
+    for name in SHOWN_KINDS:
+        if KINDS[name].learned and model.pos_embed.kind != name:
+            missing[name] = text("positions.no_learned", kind=kind_name(model.pos_embed.kind))
+        elif KINDS[name].learned:
+            with torch.no_grad():
+                tables[name] = model.pos_embed.table(grid).detach().float().cpu()
+        else:
+            try:
+                tables[name] = KINDS[name].formula(grid, dim)
+            except ValueError as e:  # a width the formula cannot use (odd, or not divisible by 4)
+                missing[name] = str(e)
     return EmbeddingTables(tuple(grid), dim, model.pos_embed.kind, tables, missing)
 
 
