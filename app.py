@@ -5,7 +5,7 @@
 
 The shell holds the photo, checkpoint and epoch pickers. Whenever one of them changes it runs the
 model once (cached) and stores the new `AnalysisKey` in `ctx.analysis`; then the tab on screen
-redraws, and each other tab redraws when it is opened (`ui.common.lazy`).
+redraws, and each other tab redraws when it is opened (`ui.lazy`).
 The header holds the language picker (it re-labels every localized component, then redraws the
 tabs in the new language) and the presenter-mode switch; the guided tour sits above the tabs.
 """
@@ -28,7 +28,8 @@ from vitviz.app.malloc import bound_fragmentation, trim_every
 from vitviz.app.photos import MAX_BYTES, PhotoError, load_photo_rgb
 from vitviz.training.checkpoint import CheckpointError
 from vitviz.ui import attention, epochs, journey, positions, segment, tour, train
-from vitviz.ui.common import AnalysisKey, Context, PhotoStore, lazy, want
+from vitviz.ui.context import AnalysisKey, Context, PhotoStore
+from vitviz.ui.lazy import lazy, want
 from vitviz.ui.session_ids import keep_ids_of_updated_components
 from vitviz.views.pictures import fit_photo
 
@@ -216,9 +217,9 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
         tab_ids = [tab_id(module) for module in TABS] + [tab_id(train)]
         wanted = want(views, ctx.analysis, shown_tab)
 
-        def open_tab(evt: gr.SelectData, key: AnalysisKey | None, _shown_before: str, *inputs) -> list:
+        def open_tab(evt: gr.SelectData, key: AnalysisKey | None, _shown_before: str, *inputs) -> dict:
             """A click on a tab's title: note the tab on screen, and what each view should now show."""
-            return [tab_ids[evt.index], *wanted.fn(key, tab_ids[evt.index], *inputs)]
+            return {shown_tab: tab_ids[evt.index], **wanted.fn(key, tab_ids[evt.index], *inputs)}
 
         analyse_io = ([photo_id, checkpoint_dd, epoch_dd, ctx.language], [ctx.analysis, status, preview])
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from session import drawn, handler
 from vitviz.app.i18n import text
 from vitviz.app.inference import ModelCache, analyse
 from vitviz.training.checkpoint import load_model
 from vitviz.ui import attention as attention_tab
-from vitviz.ui.common import AnalysisKey, Context, PhotoStore
-from vitviz.views import attention as av
-from vitviz.views import pictures as am
+from vitviz.ui.context import AnalysisKey, Context, PhotoStore
+from vitviz.views import attention as av, pictures as am
 
 
 def _photo(height: int = 45, width: int = 61) -> np.ndarray:
@@ -249,16 +249,12 @@ def _tab(checkpoint):
     return demo, ctx, refresh
 
 
-def _handler(demo: gr.Blocks, name: str):
-    return next(f.fn for f in demo.fns.values() if f.fn is not None and f.fn.__name__ == name)
-
-
 @pytest.mark.parametrize("which", ["tiny_checkpoint", "tiny_class_checkpoint"])
 def test_attention_tab_builds_and_refreshes(which, request):
     checkpoint = request.getfixturevalue(which)
     demo, ctx, refresh = _tab(checkpoint)
     key = AnalysisKey(ctx.photos.put(_photo()), str(checkpoint), None)
-    out = refresh.fn(key, *[c.value for c in refresh.inputs])
+    out = drawn(refresh, key, *[c.value for c in refresh.inputs])
     assert len(out) == len(refresh.outputs)
     patch, photo = out[0], out[1]
     assert patch == am.centre_patch((4, 4)) and photo.shape == (45, 61, 3)
@@ -267,18 +263,18 @@ def test_attention_tab_builds_and_refreshes(which, request):
     assert ("no class token" in class_note) == (which == "tiny_checkpoint")
     assert class_map["visible"] == (which == "tiny_class_checkpoint")  # no empty box without a class token
 
-    on_click = _handler(demo, "on_click")
+    on_click = handler(demo, "on_click")
     clicked = on_click(key, 2, "key", "global", gr.SelectData(None, {"index": [60, 0], "value": None}))
     assert clicked[0] == 3  # top-right patch of the 4x4 grid
     assert not any(isinstance(value, dict) for value in clicked)  # plain values: no gr.update, no config rebuild
 
-    empty = refresh.fn(None, *[c.value for c in refresh.inputs])
-    assert empty[2] == text("attention.no_photo")
+    empty = drawn(refresh, None, *[c.value for c in refresh.inputs])
+    assert empty[2] == text("shell.no_photo")
 
 
 def test_click_before_a_photo_says_so(tiny_checkpoint):
     demo, _, _ = _tab(tiny_checkpoint)
-    on_click = _handler(demo, "on_click")
+    on_click = handler(demo, "on_click")
     with pytest.warns(UserWarning, match="Upload or pick a photo first"):
         on_click(None, 1, "query", "local", gr.SelectData(None, {"index": [1, 1], "value": None}))
 
@@ -341,7 +337,7 @@ def test_the_png_button_saves_the_pictures_on_screen(tiny_checkpoint):
 
     demo, ctx, refresh = _tab(tiny_checkpoint)
     key = AnalysisKey(ctx.photos.put(_photo()), str(tiny_checkpoint), None)
-    files = _handler(demo, "on_save")(key, 3, 2, "query", "local")
+    files = handler(demo, "on_save")(key, 3, 2, "query", "local")
     paths = files["value"]
     assert files["visible"] and len(paths) == 4  # photo, heads, layers × heads, rollout
     assert Path(paths[1]).name == "attention-patch3-layer2-query-local-heads.png"
@@ -349,8 +345,8 @@ def test_the_png_button_saves_the_pictures_on_screen(tiny_checkpoint):
         assert heads.format == "PNG"
         expected = attention_tab.attention_pictures(ctx.analysis_for(key), 3, 2, "query", "local").heads
         assert np.array_equal(np.asarray(heads), expected)
-    assert _handler(demo, "on_save")(None, 3, 2, "query", "local") is not None  # a warning, not a crash
-    out = refresh.fn(AnalysisKey(ctx.photos.put(_photo()[::-1].copy()), str(tiny_checkpoint), None),
+    assert handler(demo, "on_save")(None, 3, 2, "query", "local") is not None  # a warning, not a crash
+    out = drawn(refresh, AnalysisKey(ctx.photos.put(_photo()[::-1].copy()), str(tiny_checkpoint), None),
                      *[c.value for c in refresh.inputs])
     assert out[8]["visible"] is False  # no stale PNG list next to a new photo
 

@@ -11,13 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
+from session import drawn, handler
 from vitviz.app.i18n import text
 from vitviz.app.inference import ModelCache
 from vitviz.model.posembed import sincos_1d, sincos_2d
 from vitviz.model.vit import SegmentationViT, ViTConfig
 from vitviz.training.checkpoint import load_model
 from vitviz.ui import positions as positions_tab
-from vitviz.ui.common import AnalysisKey, Context, PhotoStore
+from vitviz.ui.context import AnalysisKey, Context, PhotoStore
 from vitviz.views import positions as pv
 from vitviz.views.pictures import draw_patch_grid, fit_photo, outline_patch
 
@@ -147,15 +148,15 @@ def test_positions_tab_builds_refreshes_and_clicks(which, request):
     photo = np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)
     key = AnalysisKey(ctx.photos.put(photo), str(checkpoint), None)
     inputs = [c.value for c in refresh.inputs]
-    out = refresh.fn(key, *inputs)
+    out = drawn(refresh, key, *inputs)
     assert len(out) == len(refresh.outputs)
     learned_map = out[3]
     assert (learned_map is None) == (which == "tiny_class_checkpoint")
     maps = [np.asarray(Image.open(path)) for path in out[4:6]]  # 1D and 2D similarity maps, as PNG files
     assert maps[0].shape == maps[1].shape == (256, 256, 3)  # a 4x4 grid
-    assert out[4:6] == refresh.fn(key, *inputs)[4:6]  # the same maps again: the same files, encoded once
+    assert out[4:6] == drawn(refresh, key, *inputs)[4:6]  # the same maps again: the same files, encoded once
     assert out[6]["visible"] is False  # no PNG saved for the previous photo left on screen
-    tables = tables_refresh.fn(key, *[c.value for c in tables_refresh.inputs])
+    tables = drawn(tables_refresh, key, *[c.value for c in tables_refresh.inputs])
     assert len(tables) == len(tables_refresh.outputs) and tables[-1] == positions_tab.accuracy_markdown()
     assert np.asarray(Image.open(tables[5])).ndim == 3  # the 1D table's every-patch sheet, a PNG file
     # A new photo of the same model: only the photo's views depend on it; the tables stay as drawn.
@@ -163,15 +164,15 @@ def test_positions_tab_builds_refreshes_and_clicks(which, request):
     assert refresh.depends_on(other) != refresh.depends_on(key)
     assert tables_refresh.depends_on(other) == tables_refresh.depends_on(key) != tables_refresh.depends_on(None)
 
-    handlers = [f.fn for f in demo.fns.values() if f.fn is not None and f.fn.__name__ == "on_click"]
-    assert len(handlers) == 4  # the photo and the three similarity maps
+    assert sum(f.fn is not None and f.fn.__name__ == "on_click" for f in demo.fns.values()) == 4
+    handlers = [handler(demo, "on_click", positions_tab, nth) for nth in range(4)]  # the photo, the three maps
     clicked = handlers[-1](key, "fixed", gr.SelectData(None, {"index": [255, 0], "value": None}))
     assert clicked[0] == 3  # top-right patch of a similarity map
     with pytest.warns(UserWarning, match="Upload or pick a photo first"):
         handlers[0](None, "fixed", gr.SelectData(None, {"index": [1, 1], "value": None}))
-    assert refresh.fn(None, *inputs)[2] == text("attention.no_photo")
+    assert drawn(refresh, None, *inputs)[2] == text("shell.no_photo")
 
-    on_save = next(f.fn for f in demo.fns.values() if f.fn is not None and f.fn.__name__ == "on_save")
+    on_save = handler(demo, "on_save", positions_tab)
     saved = on_save(key, 3)
     assert saved["visible"] and Path(saved["value"][0]).name == "positions-patch3-photo.png"
     photo = fit_photo(ctx.analysis_for(key).photo, positions_tab.PHOTO_SIDE)

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from session import drawn
 from vitviz.app import downloads
 from vitviz.app.inference import ModelCache
 from vitviz.ui import epochs
-from vitviz.ui.common import AnalysisKey, Context, PhotoStore
+from vitviz.ui.context import AnalysisKey, Context, PhotoStore
 from vitviz.views.epochs import export_gif
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ def test_the_epochs_gif_is_written_with_the_other_private_files(tiny_checkpoint)
     with gr.Blocks():
         ctx.analysis, ctx.language = gr.State(None), gr.State("en")
         refresh = epochs.build(ctx)
-    *_, gif = refresh.fn(AnalysisKey(ctx.photos.put(PICTURE), str(tiny_checkpoint), None))
+    *_, gif = drawn(refresh, AnalysisKey(ctx.photos.put(PICTURE), str(tiny_checkpoint), None))
     path = Path(gif["value"])
     assert path.suffix == ".gif" and path.is_relative_to(downloads.save_pngs({"x": PICTURE})[0].parent.parent)
     assert private(path) and private(path.parent)

@@ -96,7 +96,7 @@ def bench_interactive(checkpoint: str, repeats: int) -> dict:
         Gradio cache folder."""
         patch = click_to_patch(int(rng.integers(0, w)), int(rng.integers(0, h)), w, h, grid)
         views = patch_views(result, patch, len(result.trace.attentions) // 2 + 1, "query", "local")
-        for view in views:
+        for view in views.values():
             picture = getattr(view, "value", view)  # a component update carries its picture in .value
             if isinstance(picture, np.ndarray):
                 send_picture(picture, image_format, cache.name)
