@@ -21,7 +21,7 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from vitviz.app import sources
+from vitviz.app import gradio_fixes, sources
 from vitviz.app.i18n import DEFAULT, LANGUAGES, language_from_browser, text
 from vitviz.app.inference import Analysis, ModelCache
 from vitviz.app.malloc import bound_fragmentation, trim_every
@@ -30,7 +30,6 @@ from vitviz.training.checkpoint import CheckpointError
 from vitviz.ui import attention, epochs, journey, positions, segment, tour, train
 from vitviz.ui.context import AnalysisKey, Context, PhotoStore
 from vitviz.ui.lazy import lazy, want
-from vitviz.ui.session_ids import keep_ids_of_updated_components
 from vitviz.views.pictures import fit_photo
 
 TABS = (segment, journey, positions, attention, epochs)  # a tab's title is the text "shell.tab_<its id>"
@@ -79,7 +78,6 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
               training_locked: bool = False) -> gr.Blocks:
     """The app's page. `training_locked` turns off the Train tab's Start, Stop and Resume (see
     `vitviz.ui.train`); every other tab stays open."""
-    keep_ids_of_updated_components()  # else every session grows with each update of a component
     found = sources.find_checkpoints(checkpoints_dir, runs_dir)
     start = sources.default_checkpoint(checkpoint, found)
     if start is not None and start not in found.values():
@@ -290,6 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     # the app is built, so it must be set before `build_app`.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(private_gradio_folder()))
     bound_fragmentation()  # before the server's threads start allocating
+    gradio_fixes.apply()  # the workarounds for Gradio, for this server only (not for tests that build the app)
     trim_every(TRIM_SECONDS)
     locked = training_locked(args)
     demo = build_app(args.checkpoint, args.checkpoints_dir, args.runs_dir, args.data_root, training_locked=locked)
@@ -303,10 +302,6 @@ def main(argv: list[str] | None = None) -> None:
     for block_fn in demo.fns.values():
         if block_fn.concurrency_limit == "default":
             block_fn.concurrency_id = "vitviz"
-    # Gradio's queue rebuilds a pandas table of its last 10,000 events after every event, for its
-    # monitoring page: 8% of the server's time under 20 users. Every 100 events, over the last 1,000.
-    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100")
-    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, theme=THEME, css_paths=[CSS],
                 ssr_mode=False, max_file_size=MAX_BYTES, state_session_capacity=SESSIONS_KEPT)
