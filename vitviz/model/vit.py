@@ -45,7 +45,8 @@ class ViTConfig:
         if self.patch_embed not in PATCH_EMBEDS:
             raise ValueError(f"patch_embed must be one of {sorted(PATCH_EMBEDS)}, got {self.patch_embed!r}")
         if self.head not in HEADS:
-            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
+            *others, last = map(repr, HEADS)
+            raise ValueError(f"head must be {', '.join(others)} or {last}, got {self.head!r}")
         if HEADS[self.head].uses_stem_features and not issubclass(PATCH_EMBEDS[self.patch_embed], ConvStemPatchEmbed):
             raise ValueError(f"the {self.head} head decodes with a conv stem's features: "
                              "use patch_embed='convstem' or 'deepstem'")

@@ -12,14 +12,13 @@ import gradio as gr
 from vitviz.app.downloads import save_pngs
 from vitviz.app.i18n import DEFAULT, text
 from vitviz.app.inference import Analysis
-from vitviz.training.checkpoint import CheckpointError
 from vitviz.ui.context import AnalysisKey, Context, localized_choices
 from vitviz.ui.lazy import Refresh
 from vitviz.ui.widgets import (HIDE_SAVED, LATEX, clicked_patch, figure, load_analysis, one_of, patch_in_grid,
                                saved_files, show_saved, whole_number)
 from vitviz.views.attention import (PHOTO_SIDE, Direction, Scale, attention_pictures, distance_figure,
                                     mean_attention_distance, uniform_attention_distance)
-from vitviz.views.pictures import centre_patch, fit_size
+from vitviz.views.pictures import fit_size
 
 def build(ctx: Context) -> Refresh:
     if ctx.analysis is None:
