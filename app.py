@@ -5,7 +5,7 @@
 
 The shell holds the photo, checkpoint and epoch pickers. Whenever one of them changes it runs the
 model once (cached) and stores the new `AnalysisKey` in `ctx.analysis`; then the tab on screen
-redraws, and each other tab redraws when it is opened (`ui.common.lazy`).
+redraws, and each other tab redraws when it is opened (`ui.lazy`).
 The header holds the language picker (it re-labels every localized component, then redraws the
 tabs in the new language) and the presenter-mode switch; the guided tour sits above the tabs.
 """
@@ -21,16 +21,16 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from vitviz import sources
-from vitviz.checkpoint import CheckpointError
-from vitviz.i18n import DEFAULT, LANGUAGES, language_from_browser, text
-from vitviz.inference import Analysis, ModelCache
-from vitviz.malloc import bound_fragmentation, trim_every
-from vitviz.photos import MAX_BYTES, PhotoError, load_photo_rgb
-from vitviz.attention_maps import fit_photo
-from vitviz.ui import attention, epochs, journey, positions, segment, tour, train_tab
-from vitviz.ui.common import AnalysisKey, Context, PhotoStore, lazy, want
-from vitviz.ui.session_ids import keep_ids_of_updated_components
+from vitviz.app import gradio_fixes, sources
+from vitviz.app.i18n import DEFAULT, LANGUAGES, language_from_browser, text
+from vitviz.app.inference import Analysis, ModelCache
+from vitviz.app.malloc import bound_fragmentation, trim_every
+from vitviz.app.photos import MAX_BYTES, PhotoError, load_photo_rgb
+from vitviz.training.checkpoint import CheckpointError
+from vitviz.ui import attention, epochs, journey, positions, segment, tour, train
+from vitviz.ui.context import AnalysisKey, Context, PhotoStore
+from vitviz.ui.lazy import lazy, want
+from vitviz.views.pictures import fit_photo
 
 TABS = (segment, journey, positions, attention, epochs)  # a tab's title is the text "shell.tab_<its id>"
 # System fonts only: the default themes would fetch Google Fonts, and a classroom may be offline.
@@ -46,7 +46,7 @@ QUEUE_SIZE = 64
 # and its own copy of every component's config, about 0.4 MB for this app. Gradio's default of
 # 10,000 would let a classroom's page reloads grow the server by gigabytes.
 SESSIONS_KEPT = 256
-TRIM_SECONDS = 10  # how often the free pages of the C heap go back to the system (vitviz/malloc.py)
+TRIM_SECONDS = 10  # how often the free pages of the C heap go back to the system (vitviz/app/malloc.py)
 RESCAN_SECONDS = 5  # how often the checkpoint picker looks for new runs and snapshots
 
 
@@ -77,8 +77,7 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
               runs_dir: str | os.PathLike = "runs", data_root: str | os.PathLike | None = None,
               training_locked: bool = False) -> gr.Blocks:
     """The app's page. `training_locked` turns off the Train tab's Start, Stop and Resume (see
-    `vitviz.ui.train_tab`); every other tab stays open."""
-    keep_ids_of_updated_components()  # else every session grows with each update of a component
+    `vitviz.ui.train`); every other tab stays open."""
     found = sources.find_checkpoints(checkpoints_dir, runs_dir)
     start = sources.default_checkpoint(checkpoint, found)
     if start is not None and start not in found.values():
@@ -211,14 +210,14 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
                     views += [lazy(refresh, tab_id(module), ctx.analysis)
                               for refresh in (built if isinstance(built, list) else [built])]
             # Train starts and watches training jobs; it does not redraw for the photo.
-            with ctx.localized(gr.Tab, {"label": "shell.tab_train_tab"}, id=tab_id(train_tab)):
-                train_tab.build(ctx, training_locked)
-        tab_ids = [tab_id(module) for module in TABS] + [tab_id(train_tab)]
+            with ctx.localized(gr.Tab, {"label": "shell.tab_train"}, id=tab_id(train)):
+                train.build(ctx, training_locked)
+        tab_ids = [tab_id(module) for module in TABS] + [tab_id(train)]
         wanted = want(views, ctx.analysis, shown_tab)
 
-        def open_tab(evt: gr.SelectData, key: AnalysisKey | None, _shown_before: str, *inputs) -> list:
+        def open_tab(evt: gr.SelectData, key: AnalysisKey | None, _shown_before: str, *inputs) -> dict:
             """A click on a tab's title: note the tab on screen, and what each view should now show."""
-            return [tab_ids[evt.index], *wanted.fn(key, tab_ids[evt.index], *inputs)]
+            return {shown_tab: tab_ids[evt.index], **wanted.fn(key, tab_ids[evt.index], *inputs)}
 
         analyse_io = ([photo_id, checkpoint_dd, epoch_dd, ctx.language], [ctx.analysis, status, preview])
 
@@ -289,6 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     # the app is built, so it must be set before `build_app`.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(private_gradio_folder()))
     bound_fragmentation()  # before the server's threads start allocating
+    gradio_fixes.apply()  # the workarounds for Gradio, for this server only (not for tests that build the app)
     trim_every(TRIM_SECONDS)
     locked = training_locked(args)
     demo = build_app(args.checkpoint, args.checkpoints_dir, args.runs_dir, args.data_root, training_locked=locked)
@@ -302,10 +302,6 @@ def main(argv: list[str] | None = None) -> None:
     for block_fn in demo.fns.values():
         if block_fn.concurrency_limit == "default":
             block_fn.concurrency_id = "vitviz"
-    # Gradio's queue rebuilds a pandas table of its last 10,000 events after every event, for its
-    # monitoring page: 8% of the server's time under 20 users. Every 100 events, over the last 1,000.
-    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100")
-    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, theme=THEME, css_paths=[CSS],
                 ssr_mode=False, max_file_size=MAX_BYTES, state_session_capacity=SESSIONS_KEPT)

@@ -39,9 +39,9 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as `python scripts/load_test.py`: make vitviz importable
-from vitviz.serve import running_app  # noqa: E402
+from vitviz.app.serve import running_app  # noqa: E402
 
-EXAMPLES = sorted((REPO / "vitviz" / "examples").glob("*.[jp][pn]g"))
+EXAMPLES = sorted((REPO / "vitviz" / "app" / "examples").glob("*.[jp][pn]g"))
 CLICKABLE_PHOTO = "Photo — click a patch"  # the label of the Attention and Position-embeddings photos
 CLICK_INPUTS = {"attention click": (1, "query", "local", "en"),  # layer, direction, colour scale, language
                 "positions click": ("fixed", "en")}  # colour range, language

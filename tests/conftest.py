@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from vitviz import train
-from vitviz.synthetic import make_tiny_pet_dataset
+from vitviz.training.synthetic import make_tiny_pet_dataset
 
 
 @pytest.fixture(scope="session")

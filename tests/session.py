@@ -3,10 +3,10 @@ chained after it (.then, .success) in order, as Gradio does, keeping what they r
 session's values, and run the change listeners of every gr.State a listener changed, as the
 browser does. Enough to check which handlers run, and what they compute, for one user."""
 
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
-from gradio.blocks import Block, BlockFunction
+from gradio.blocks import Block, BlockFunction, convert_component_dict_to_list
 
 
 class Session:
@@ -53,7 +53,9 @@ class Session:
     def _store(self, outputs: list[Block], result: Any) -> list[Block]:
         """Keep `result` as the outputs' values; the gr.State outputs whose value changed."""
         before = {block._id: self.value(block) for block in outputs if isinstance(block, gr.State)}
-        if len(outputs) == 1:
+        if isinstance(result, dict) and result and all(isinstance(key, Block) for key in result):
+            result = as_sent(outputs, result)
+        elif len(outputs) == 1:
             result = [result]
         elif result == gr.skip():
             result = [gr.skip()] * len(outputs)
@@ -66,6 +68,32 @@ class Session:
             else:
                 self.values[block._id] = value
         return [block for block in outputs if block._id in before and self.value(block) != before[block._id]]
+
+
+def as_sent(outputs: list[Block], result: Any) -> Any:
+    """A handler's result as Gradio sends it to several outputs: one value per output, in order
+    ({component: value} spread over them, a gr.skip() for each one left out or for a lone gr.skip())."""
+    if isinstance(result, dict) and result and all(isinstance(key, Block) for key in result):
+        return convert_component_dict_to_list(outputs, result)
+    if len(outputs) > 1 and isinstance(result, dict) and result == gr.skip():
+        return [gr.skip()] * len(outputs)
+    return result
+
+
+def handler(demo: gr.Blocks, name: str, module=None, nth: int = 0) -> Callable:
+    """The `nth` event handler whose function is called `name` (in the module `module`, when given),
+    returning what Gradio sends (`as_sent`): a tab's handlers by their own names, not by the api
+    names Gradio numbers in build order."""
+    block_fn = [block_fn for block_fn in demo.fns.values() if block_fn.fn is not None and block_fn.fn.__name__ == name
+                and (module is None or block_fn.fn.__module__ == module.__name__)][nth]
+    return lambda *args: as_sent(block_fn.outputs, block_fn.fn(*args))
+
+
+def drawn(refresh, *args) -> list:
+    """What a tab's `Refresh` sends to its outputs for these arguments, one value per output."""
+    result = refresh.fn(*args)
+    assert not isinstance(result, dict) or set(map(id, result)) <= set(map(id, refresh.outputs)), "not an output"
+    return as_sent(refresh.outputs, result)
 
 
 # --- the vitviz shell ------------------------------------------------------------------------------

@@ -16,12 +16,13 @@ import pytest
 from PIL import Image
 
 from app import build_app, parse_args, training_locked
-from session import Session, tab_bar, upload_photo
-from vitviz import inference, jobs, sources
-from vitviz.i18n import text
-from vitviz.inference import ModelCache
+from session import Session, drawn, handler, tab_bar, upload_photo
+from vitviz.app import inference, sources
+from vitviz.app.i18n import text
+from vitviz.app.inference import ModelCache
+from vitviz.training import jobs
 from vitviz.ui import attention, epochs, journey, segment
-from vitviz.ui.common import AnalysisKey, Context, PhotoStore
+from vitviz.ui.context import AnalysisKey, Context, PhotoStore
 
 PHOTO = np.random.default_rng(2).integers(0, 256, (45, 70, 3), dtype=np.uint8)
 
@@ -96,12 +97,12 @@ def test_every_tab_returns_one_value_per_output_with_and_without_an_analysis(tab
     inputs = {"segment": [0.5], "journey": [None], "epochs": []}
     for name, refresh in refreshes.items():
         for k in (key, None):
-            assert len(refresh.fn(k, *inputs[name])) == len(refresh.outputs), name
+            assert len(drawn(refresh, k, *inputs[name])) == len(refresh.outputs), name
 
 
 def test_the_segment_tab_draws_the_overlay_at_the_photos_size(tabs):
     ctx, refreshes, key = tabs
-    photo, overlay, shares, *maps, guess, note = refreshes["segment"].fn(key, 0.5)
+    photo, overlay, shares, *maps, guess, note = drawn(refreshes["segment"], key, 0.5)
     for path in (photo, overlay):  # PNG files, quick to encode: lossless, at the photo's size
         with Image.open(path) as png:
             assert png.format == "PNG" and np.asarray(png).shape == PHOTO.shape
@@ -113,7 +114,7 @@ def test_the_segment_tab_draws_the_overlay_at_the_photos_size(tabs):
 
 def test_the_journey_tab_starts_on_the_centre_patch_and_lists_every_stage(tabs):
     ctx, refreshes, key = tabs
-    patch, grid_photo, info, summary, table, pictures, conv = refreshes["journey"].fn(key, None)
+    patch, grid_photo, info, summary, table, pictures, conv = drawn(refreshes["journey"], key, None)
     rows = table["value"]  # sent with the headers, which follow the language
     assert patch == 2 * 4 + 2  # the tiny model sees a 4×4 grid
     assert grid_photo.shape == PHOTO.shape and "Patch 10" in info
@@ -123,14 +124,14 @@ def test_the_journey_tab_starts_on_the_centre_patch_and_lists_every_stage(tabs):
 
 def test_the_epochs_tab_shows_the_snapshots_then_the_final_weights_and_a_gif(tabs):
     ctx, refreshes, key = tabs
-    explanation, strip, slider, large, metrics, gif = refreshes["epochs"].fn(key)
+    explanation, strip, slider, large, metrics, gif = drawn(refreshes["epochs"], key)
     # Snapshot 2 is left out: it holds the same weights as the final ones, of epoch 2.
     assert [caption for _, caption in strip] == ["epoch 1", "final (epoch 2)"]
     assert slider["value"] == 1 and slider["maximum"] == 2  # the key asks for epoch 1
     assert slider["label"].endswith("= epochs 1, then final (epoch 2)")
     assert metrics.startswith("**Epoch 1**") and "8×8" in explanation
     assert Path(gif["value"]).suffix == ".gif" and Path(gif["value"]).is_file()
-    *_, large, metrics, _ = refreshes["epochs"].fn(AnalysisKey(key.photo_id, key.checkpoint, None))
+    *_, large, metrics, _ = drawn(refreshes["epochs"], AnalysisKey(key.photo_id, key.checkpoint, None))
     assert large["label"] == "Mask: final (epoch 2)" and metrics.startswith("**Final (epoch 2)**: train loss")
     assert "pixel accuracy" in metrics  # the last epoch is validated
 
@@ -189,9 +190,9 @@ def test_a_class_token_run_with_one_snapshot(tiny_class_checkpoint):
         ctx.analysis, ctx.language = gr.State(None), gr.State("en")
         refresh_segment, refresh_epochs = segment.build(ctx), epochs.build(ctx)
     key = AnalysisKey(ctx.photos.put(PHOTO), str(tiny_class_checkpoint), None)
-    _, strip, slider, *_ = refresh_epochs.fn(key)
+    _, strip, slider, *_ = drawn(refresh_epochs, key)
     assert len(strip) == 1 and slider == gr.update(visible=False)  # a slider needs two positions
-    *_, guess, note = refresh_segment.fn(key, 0.5)
+    *_, guess, note = drawn(refresh_segment, key, 0.5)
     assert guess["visible"] and len(guess["value"]) == 4  # the tiny dataset has 4 breeds
     assert set(guess["value"]) == {"Tabby", "Siamese", "beagle", "pug"}
     assert abs(sum(guess["value"].values()) - 1) < 1e-5

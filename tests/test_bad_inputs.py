@@ -29,20 +29,18 @@ from safetensors.torch import load_file, safe_open, save_file
 
 import app as shell
 from app import TABS, build_app, tab_id
-from session import Session, tab_bar, upload_photo
-from vitviz import checkpoint as ckpt
-from vitviz import inference, jobs, photos, sources
-from vitviz.checkpoint import (INT8_SCALE, MAX_PARAMETERS, CheckpointError, load_model, read_config,
-                               snapshot_path)
-from vitviz.inference import ModelCache
-from vitviz.model import SegmentationViT
-from vitviz.photos import PhotoError, load_photo_rgb
-from vitviz.presets import preset
-from vitviz.serve import running_app
-from vitviz.ui import attention as attention_tab
-from vitviz.ui import journey as journey_tab
-from vitviz.ui import positions as positions_tab
-from vitviz.ui.common import PhotoStore
+from session import Session, handler, tab_bar, upload_photo
+from vitviz.app import inference, photos, sources
+from vitviz.app.inference import ModelCache
+from vitviz.app.photos import PhotoError, load_photo_rgb
+from vitviz.app.serve import running_app
+from vitviz.model.vit import SegmentationViT
+from vitviz.training import checkpoint as ckpt, jobs
+from vitviz.training.checkpoint import (INT8_SCALE, MAX_PARAMETERS, CheckpointError, load_model, read_config,
+                                        snapshot_path)
+from vitviz.training.presets import preset
+from vitviz.ui import attention as attention_tab, journey as journey_tab, positions as positions_tab
+from vitviz.ui.context import PhotoStore
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
@@ -207,11 +205,6 @@ def test_orientations_that_swap_the_sides(write):
 
 # --- the app's handlers, called in-process as the UI calls them ----------------------------------
 
-def handler(demo: gr.Blocks, name: str) -> Callable:
-    """The function of the app's event listener whose API name is `name`."""
-    return next(block_fn.fn for block_fn in demo.fns.values() if block_fn.api_name == name)
-
-
 def click(x: float, y: float) -> gr.SelectData:
     return select([x, y])
 
@@ -219,12 +212,6 @@ def click(x: float, y: float) -> gr.SelectData:
 def select(index) -> gr.SelectData:
     """A select event whose index is anything an API caller may send."""
     return gr.SelectData(None, {"index": index, "value": None, "selected": True})
-
-
-def tab_handler(demo: gr.Blocks, tab, name: str, nth: int = 0) -> Callable:
-    """The `nth` function named `name` that the tab module `tab` gave an event listener."""
-    return [block_fn.fn for block_fn in demo.fns.values() if block_fn.fn is not None and
-            block_fn.fn.__module__ == tab.__name__ and block_fn.fn.__name__ == name][nth]
 
 
 @pytest.fixture(scope="module")
@@ -262,7 +249,7 @@ def test_odd_photos_go_through_every_tab(app, name, write):
     analyse = next(block_fn for block_fn in demo.fns.values() if block_fn.api_name == "analyse")
     key, status = (session.value(block) for block in analyse.outputs[:2])
     assert key is not None, status
-    # Each view is drawn by the change listener of a State holding what it should show (`ui.common.lazy`).
+    # Each view is drawn by the change listener of a State holding what it should show (`ui.lazy`).
     drawn = {fn._id for fn in session.finished
              if fn.targets and fn.targets[0][1] == "change" and isinstance(demo.blocks[fn.targets[0][0]], gr.State)}
     assert len(drawn) == len(TABS) + 2  # every tab (Position embeddings in two parts) and the tour panel
@@ -272,9 +259,9 @@ def test_odd_photos_go_through_every_tab(app, name, write):
 
 def test_clicks_before_a_photo_and_outside_it_change_nothing(app, write):
     demo = app[0]
-    patch_clicks = [("select_patch", lambda key, e: handler(demo, "select_patch")(key, e)),
-                    ("attention", lambda key, e: handler(demo, "on_click_4")(key, 1, "query", "local", e)),
-                    ("positions", lambda key, e: handler(demo, "on_click")(key, "fixed", e))]
+    patch_clicks = [("select_patch", lambda key, e: handler(demo, "select_patch", journey_tab)(key, e)),
+                    ("attention", lambda key, e: handler(demo, "on_click", attention_tab)(key, 1, "query", "local", e)),
+                    ("positions", lambda key, e: handler(demo, "on_click", positions_tab)(key, "fixed", e))]
     for name, on_click in patch_clicks:
         assert all(out == gr.skip() for out in on_click(None, click(3, 3))), name
     key, _ = upload_and_analyse(app, write("good.png", PNG))
@@ -304,9 +291,9 @@ def refused_in_one_line(call: Callable, *words: str) -> None:
 
 def patch_click_handlers(demo: gr.Blocks) -> dict[str, Callable]:
     """Every picture a patch is clicked on: fn(key, select event) → the handler's outputs."""
-    positions = [tab_handler(demo, positions_tab, "on_click", i) for i in range(4)]  # the photo, then 3 maps
-    return {"journey": tab_handler(demo, journey_tab, "select_patch"),
-            "attention": lambda key, e: tab_handler(demo, attention_tab, "on_click")(key, 1, "query", "local", e),
+    positions = [handler(demo, "on_click", positions_tab, i) for i in range(4)]  # the photo, then 3 maps
+    return {"journey": handler(demo, "select_patch", journey_tab),
+            "attention": lambda key, e: handler(demo, "on_click", attention_tab)(key, 1, "query", "local", e),
             **{f"positions {i}": lambda key, e, fn=fn: fn(key, "fixed", e) for i, fn in enumerate(positions)}}
 
 
@@ -331,7 +318,7 @@ def test_malformed_controls_of_the_attention_tab_get_one_line(app, write):
     demo = app[0]
     key, _ = upload_and_analyse(app, write("good.png", PNG))
     depth = 2  # the tiny checkpoint's
-    handlers = {name: tab_handler(demo, attention_tab, name) for name in ("on_control", "refresh", "on_save")}
+    handlers = {name: handler(demo, name, attention_tab) for name in ("on_control", "refresh", "on_save")}
     for name, handler_ in handlers.items():
         for value in NOT_NUMBERS:
             refused_in_one_line(lambda: handler_(key, 0, value, "query", "local"), "Layer must be a number")
@@ -350,8 +337,8 @@ def test_malformed_controls_of_the_position_tab_get_one_line(app, write):
     range is clamped to the table's width, anything else refused in one line."""
     demo = app[0]
     key, _ = upload_and_analyse(app, write("good.png", PNG))
-    on_dimension = tab_handler(demo, positions_tab, "on_dimension")
-    refresh_tables = tab_handler(demo, positions_tab, "refresh_tables")
+    on_dimension = handler(demo, "on_dimension", positions_tab)
+    refresh_tables = handler(demo, "refresh_tables", positions_tab)
     for value in NOT_NUMBERS:
         refused_in_one_line(lambda: on_dimension(key, value), "Embedding dimension d must be a number")
         refused_in_one_line(lambda: refresh_tables(key, "fixed", value), "Embedding dimension d must be a number")
@@ -359,7 +346,7 @@ def test_malformed_controls_of_the_position_tab_get_one_line(app, write):
     for d, shown in ((-5, 0), (10**6, width - 1), (1e300, width - 1)):
         assert on_dimension(key, d) == on_dimension(key, shown)
         assert refresh_tables(key, "fixed", d)[1 + 3 + 3]["value"] == shown  # the slider, put right
-    handlers = [tab_handler(demo, positions_tab, "on_colour_range"), tab_handler(demo, positions_tab, "refresh")]
+    handlers = [handler(demo, "on_colour_range", positions_tab), handler(demo, "refresh", positions_tab)]
     for handler_ in handlers:
         for colour_range in ("xyz", None, ["fixed"], 1):
             refused_in_one_line(lambda: handler_(key, 0, colour_range),
@@ -675,7 +662,7 @@ def test_the_server_bounds_native_memory_where_glibc_allows_it():
     """app.py calls this before serving; glibc takes the settings, other C libraries are left alone."""
     import platform
 
-    from vitviz.malloc import bound_fragmentation
+    from vitviz.app.malloc import bound_fragmentation
     assert bound_fragmentation() == (platform.libc_ver()[0] == "glibc")
 
 
@@ -687,7 +674,7 @@ def test_free_heap_pages_go_back_to_the_system_every_few_seconds():
     import threading
     import time
 
-    from vitviz.malloc import _glibc, trim_every
+    from vitviz.app.malloc import _glibc, trim_every
     stop = threading.Event()
     if platform.libc_ver()[0] != "glibc":
         assert trim_every(0.05, stop) is None

@@ -4,8 +4,8 @@ end-to-end comparison of the two data pipelines (on the tiny preset and generate
 import torch
 
 from vitviz import bench
-from vitviz.model import SegmentationViT
-from vitviz.presets import preset
+from vitviz.model.vit import SegmentationViT
+from vitviz.training.presets import preset
 
 
 def test_training_step_flops_follow_the_six_n_d_rule():

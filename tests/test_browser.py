@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 
 from browser import ARTIFACTS, browser_page, screenshot
 from vitviz import train
-from vitviz.serve import running_app
+from vitviz.app.serve import running_app
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect

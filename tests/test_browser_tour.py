@@ -12,8 +12,9 @@ import re
 import pytest
 
 from browser import ARTIFACTS, browser_page, screenshot
-from vitviz import i18n, tour
-from vitviz.serve import running_app
+from vitviz.app import i18n
+from vitviz.app.serve import running_app
+from vitviz.views import tour
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from browser import browser_page, screenshot
-from vitviz import jobs
-from vitviz.serve import running_app
-from vitviz.synthetic import make_tiny_pet_dataset
+from vitviz.app.serve import running_app
+from vitviz.training import jobs
+from vitviz.training.synthetic import make_tiny_pet_dataset
 
 CURVE_POINTS = "() => document.querySelector('#train-curves .js-plotly-plot')?.data?.[0]?.x?.length ?? 0"
 RUN_DEADLINE_S = 240  # for the job: start, train an epoch, stop (a slow, shared 2-core machine)

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from vitviz import experiments
-from vitviz.presets import preset
+from vitviz.training.presets import preset
 
 
 def _run(root: Path, name: str, preset_name: str, accuracy: float, model_changes: dict | None = None,

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from vitviz import i18n
+from vitviz.app import i18n
 
 # A str.format field: {name}, {name:.1%} or {name!r}; LaTeX braces in formulas ({x}, {D_h}) look the
 # same and are compared too, so a translated formula must keep them.

@@ -10,10 +10,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from vitviz import jobs
-from vitviz.jobs import REPO, JobError
-from vitviz.model import SegmentationViT, ViTConfig
-from vitviz.presets import TrainConfig, preset
+from vitviz.training import jobs
+from vitviz.training.jobs import REPO, JobError
+from vitviz.model.vit import SegmentationViT, ViTConfig
+from vitviz.training.presets import TrainConfig, preset
 
 TINY = dict(image_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2)
 # The issue's job: every field within its range, 2.4B parameters together, one click to run out of memory.
@@ -21,8 +21,8 @@ HUGE_FORM = dict(embed_dim=2048, depth=48, num_heads=64, batch_size=400, epochs=
 # One real training step of a preset in a fresh process, as the trainer takes it: its peak memory (RSS).
 ONE_STEP = """
 import json, resource, sys, torch
-from vitviz.model import SegmentationViT
-from vitviz.presets import preset
+from vitviz.model.vit import SegmentationViT
+from vitviz.training.presets import preset
 from vitviz.train import make_optimizer, segmentation_loss
 torch.set_num_threads(1)
 model_cfg, train = preset(sys.argv[1])

@@ -15,12 +15,11 @@ import pytest
 from PIL import Image
 from safetensors import safe_open
 
-from vitviz import checkpoint as ckpt
-from vitviz import jobs
-from vitviz.epochs import read_metrics
-from vitviz.jobs import JobError, JobManager
-from vitviz.presets import PRESETS
-from vitviz.train_views import curves_figure, mask_progression, mask_strips, progress_html, runs_table, status_markdown
+from vitviz.training import checkpoint as ckpt, jobs
+from vitviz.training.jobs import JobError, JobManager
+from vitviz.training.presets import PRESETS
+from vitviz.views.epochs import read_metrics
+from vitviz.views.train import curves_figure, mask_progression, mask_strips, progress_html, runs_table, status_markdown
 
 
 def tiny_form(**changes) -> dict:

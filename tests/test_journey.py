@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from vitviz.attention_maps import click_to_patch, patch_box
-from vitviz.inference import ModelCache
-from vitviz.journey import (comparison_embed, forward_flops, journey_pictures, journey_rows, linear_conv_difference,
-                            matrix_picture, model_summary, patch_mosaic, what_if)
-from vitviz.model import SegmentationViT, ViTConfig
-from vitviz.patches import LinearPatchEmbed, patchify
-from vitviz.presets import preset
+from vitviz.app.inference import ModelCache
+from vitviz.model.patches import LinearPatchEmbed, patchify
+from vitviz.model.vit import SegmentationViT, ViTConfig
+from vitviz.training.presets import preset
 from vitviz.ui.journey import DISPLAY_SIDE
+from vitviz.views.journey import (comparison_embed, forward_flops, journey_pictures, journey_rows,
+                                  linear_conv_difference, matrix_picture, model_summary, patch_mosaic, what_if)
+from vitviz.views.pictures import click_to_patch, patch_box
 
 SEED = preset("seed")[0]
 

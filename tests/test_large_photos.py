@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vitviz.attention_maps import fit_photo
-from vitviz.photos import MAX_BYTES, MAX_PIXELS, MAX_SIDE, load_photo_rgb
+from vitviz.views.pictures import fit_photo
+from vitviz.app.photos import MAX_BYTES, MAX_PIXELS, MAX_SIDE, load_photo_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE_40MP = (7296, 5472)  # 39.9 MP: 7300×5480 would be just above the 40 MP limit
@@ -27,7 +27,7 @@ PEAK_ABOVE_IDLE_LIMIT = 200 * 2**20
 MEASURE = """
 import sys
 from PIL import Image
-from vitviz.photos import load_photo_rgb
+from vitviz.app.photos import load_photo_rgb
 
 def status(field):
     line = next(l for l in open("/proc/self/status") if l.startswith(field + ":"))

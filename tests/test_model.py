@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-from vitviz.attention import MultiHeadSelfAttention
-from vitviz.model import SegmentationViT, ViTConfig
-from vitviz.patches import LinearPatchEmbed, conv_to_linear, linear_to_conv, patchify, unpatchify
-from vitviz.posembed import PositionEmbedding, sincos_1d, sincos_2d
-from vitviz.trace import Trace
+from vitviz.model.attention import MultiHeadSelfAttention
+from vitviz.model.patches import LinearPatchEmbed, conv_to_linear, linear_to_conv, patchify, unpatchify
+from vitviz.model.posembed import PositionEmbedding, sincos_1d, sincos_2d
+from vitviz.model.trace import Trace
+from vitviz.model.vit import SegmentationViT, ViTConfig
 
 SMALL = dict(image_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=4, dropout=0.0)
 

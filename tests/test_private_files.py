@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vitviz import downloads
-from vitviz.epochs import export_gif
-from vitviz.inference import ModelCache
+from session import drawn
+from vitviz.app import downloads
+from vitviz.app.inference import ModelCache
 from vitviz.ui import epochs
-from vitviz.ui.common import AnalysisKey, Context, PhotoStore
+from vitviz.ui.context import AnalysisKey, Context, PhotoStore
+from vitviz.views.epochs import export_gif
 
 ROOT = Path(__file__).resolve().parents[1]
 PICTURE = np.random.default_rng(3).integers(0, 256, (40, 60, 3), dtype=np.uint8)
@@ -38,7 +39,7 @@ def test_pngs_of_a_users_photo_are_readable_by_the_servers_user_only():
 
 
 def test_each_server_start_writes_into_a_folder_of_its_own_removed_when_it_exits():
-    script = "import numpy as np; from vitviz import downloads; print(downloads.save_pngs({'x': np.zeros((4, 4, 3), np.uint8)})[0])"
+    script = "import numpy as np; from vitviz.app import downloads; print(downloads.save_pngs({'x': np.zeros((4, 4, 3), np.uint8)})[0])"
     first, second = (Path(subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
                                          check=True).stdout.strip()) for _ in range(2))
     assert first.parent.parent != second.parent.parent
@@ -50,7 +51,7 @@ def test_the_epochs_gif_is_written_with_the_other_private_files(tiny_checkpoint)
     with gr.Blocks():
         ctx.analysis, ctx.language = gr.State(None), gr.State("en")
         refresh = epochs.build(ctx)
-    *_, gif = refresh.fn(AnalysisKey(ctx.photos.put(PICTURE), str(tiny_checkpoint), None))
+    *_, gif = drawn(refresh, AnalysisKey(ctx.photos.put(PICTURE), str(tiny_checkpoint), None))
     path = Path(gif["value"])
     assert path.suffix == ".gif" and path.is_relative_to(downloads.save_pngs({"x": PICTURE})[0].parent.parent)
     assert private(path) and private(path.parent)

@@ -6,17 +6,18 @@ import json
 import pytest
 import torch
 
-from vitviz import checkpoint as ckpt
 from vitviz import evaluate, export, pseudo, train
-from vitviz.checkpoint import read_weights
-from vitviz.data import IGNORE, PetDataset
-from vitviz.inference import analyse, photo_to_input
-from vitviz.losses import LOSSES, soft_dice
-from vitviz.model import SegmentationViT, ViTConfig
-from vitviz.patches import ConvStemPatchEmbed, DeepConvStemPatchEmbed
-from vitviz.predict import mask_probabilities
-from vitviz.resident import ResidentSet, paste_small
-from vitviz.smallpets import shrink_onto_canvas
+from vitviz.app.inference import analyse, photo_to_input
+from vitviz.model.patches import ConvStemPatchEmbed, DeepConvStemPatchEmbed
+from vitviz.model.vit import SegmentationViT, ViTConfig
+from vitviz.training import checkpoint as ckpt
+from vitviz.training.checkpoint import read_weights
+from vitviz.training.data import IGNORE, PetDataset
+from vitviz.training.losses import LOSSES, soft_dice
+from vitviz.training.predict import mask_probabilities
+from vitviz.training.pseudo_labels import read_pseudo_labels
+from vitviz.training.resident import ResidentSet, paste_small
+from vitviz.training.smallpets import shrink_onto_canvas
 
 HYBRID = dict(image_size=32, patch_size=16, patch_embed="deepstem", embed_dim=32, depth=1, num_heads=2, head="skip")
 
@@ -65,7 +66,7 @@ def test_pseudo_labels_cover_only_unlabeled_trainval_photos_and_train_a_student(
     out = tmp_path / "pseudo.safetensors"
     assert pseudo.main(["--teacher", str(tiny_checkpoint), "--data-root", str(tiny_data), "--out", str(out),
                         "--threshold", "0.4"]) == 0
-    labels = pseudo.read_pseudo_labels(out)
+    labels = read_pseudo_labels(out)
     trainval = PetDataset(tiny_data, "trainval", 32, segmentation=False)
     test_names = {e.name for e in PetDataset(tiny_data, "test", 32, segmentation=False).entries}
     unlabeled = {e.name for e in trainval.entries} - {e.name for e in PetDataset(tiny_data, "trainval", 32).entries}

@@ -1,4 +1,4 @@
-"""The training set kept on the device (vitviz.resident): the same photos as the DataLoader, and
+"""The training set kept on the device (vitviz.training.resident): the same photos as the DataLoader, and
 batched augmentations that move photo and mask together and keep their ranges."""
 
 import math
@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from vitviz.data import IGNORE, PetDataset
-from vitviz.resident import ResidentSet, augment_batch, colour_jitter, random_resized_crop, rotate_hue
+from vitviz.training.data import IGNORE, PetDataset
+from vitviz.training.resident import ResidentSet, augment_batch, colour_jitter, random_resized_crop, rotate_hue
 
 
 @pytest.fixture(scope="module")

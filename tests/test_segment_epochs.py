@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from vitviz.epochs import export_gif, final_label, metrics_text, overlay_frame, progression, read_metrics
-from vitviz.inference import ModelCache
-from vitviz.overlay import (CLASS_COLOURS, class_shares, colour_mask, legend_html, overlay_mask, probability_maps,
-                            top_guesses)
+from vitviz.app.inference import ModelCache
+from vitviz.views.epochs import export_gif, final_label, metrics_text, overlay_frame, progression, read_metrics
+from vitviz.views.segment import (CLASS_COLOURS, class_shares, colour_mask, legend_html, overlay_mask, probability_maps,
+                                  top_guesses)
 
 PHOTO = np.random.default_rng(0).integers(0, 256, (53, 37, 3), dtype=np.uint8)  # odd, taller than wide
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vitviz.checkpoint import list_snapshots, load_model
-from vitviz.inference import analyse
+from vitviz.app.inference import analyse
+from vitviz.training.checkpoint import list_snapshots, load_model
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 SHIPPED = sorted(p for p in CHECKPOINTS.iterdir() if (p / "config.json").is_file())

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from app import TABS, tab_id
-from vitviz import i18n, tour
-from vitviz.checkpoint import list_snapshots
-from vitviz.inference import ModelCache
+from vitviz.app import i18n
+from vitviz.app.inference import ModelCache
+from vitviz.training.checkpoint import list_snapshots
+from vitviz.views import tour
 
 PHOTO = np.random.default_rng(3).integers(0, 256, (45, 70, 3), dtype=np.uint8)
 

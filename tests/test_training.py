@@ -12,10 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from vitviz import checkpoint as ckpt
 from vitviz import evaluate, shapes, train
-from vitviz.data import IGNORE, PetDataset, read_trimap, resolve_root
-from vitviz.metrics import confusion, summarize
+from vitviz.training import checkpoint as ckpt
+from vitviz.training.data import IGNORE, PetDataset, read_trimap, resolve_root
+from vitviz.training.metrics import confusion, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 

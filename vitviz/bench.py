@@ -32,12 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitviz.checkpoint import load_model
-from vitviz.inference import analyse
-from vitviz.model import SegmentationViT, ViTConfig
-from vitviz.patches import unpatchify
-from vitviz.presets import preset
+from vitviz.app.inference import analyse
+from vitviz.model.patches import unpatchify
+from vitviz.model.vit import SegmentationViT, ViTConfig
 from vitviz.train import git_commit, pick_device
+from vitviz.training.checkpoint import load_model
+from vitviz.training.presets import preset
 
 
 def timed(fn: Callable[[], object], repeats: int, warmup: int = 2) -> list[float]:
@@ -71,7 +71,8 @@ def send_picture(image: np.ndarray, image_format: str, cache_dir: str) -> str:
 
 
 def bench_interactive(checkpoint: str, repeats: int) -> dict:
-    from vitviz.attention_maps import click_to_patch, mean_attention_distance
+    from vitviz.views.attention import mean_attention_distance
+    from vitviz.views.pictures import click_to_patch
     from vitviz.ui.attention import patch_views
 
     model = load_model(checkpoint)
@@ -95,7 +96,7 @@ def bench_interactive(checkpoint: str, repeats: int) -> dict:
         Gradio cache folder."""
         patch = click_to_patch(int(rng.integers(0, w)), int(rng.integers(0, h)), w, h, grid)
         views = patch_views(result, patch, len(result.trace.attentions) // 2 + 1, "query", "local")
-        for view in views:
+        for view in views.values():
             picture = getattr(view, "value", view)  # a component update carries its picture in .value
             if isinstance(picture, np.ndarray):
                 send_picture(picture, image_format, cache.name)
@@ -236,7 +237,7 @@ def bench_end_to_end(preset_name: str, data_root: str | None, epochs: int, devic
     device and augmented there (`--data-on-device true`) vs the per-sample DataLoader. Without a
     data root it trains on a generated dataset of the same size as the labeled set."""
     from vitviz import train
-    from vitviz.synthetic import make_tiny_pet_dataset
+    from vitviz.training.synthetic import make_tiny_pet_dataset
 
     with tempfile.TemporaryDirectory(prefix="vitviz-bench-") as scratch:
         if data_root is None:

@@ -3,7 +3,7 @@
 Deterministic (eval mode, resize only) over the split's labeled photos. Each photo's probabilities
 are averaged with its mirror image's (test-time augmentation), as the app's masks are; `--no-flip`
 scores one forward pass, as the training curve does. `--small-pets` adds the wide-scene stand-in
-of `vitviz.smallpets` (pet IoU of the photos shrunk onto a grey and onto a mirrored canvas).
+of `vitviz.training.smallpets` (pet IoU of the photos shrunk onto a grey and onto a mirrored canvas).
 """
 
 import argparse
@@ -13,10 +13,10 @@ import sys
 import torch
 from torch.utils.data import DataLoader
 
-from vitviz.checkpoint import CheckpointError, load_model, read_config
-from vitviz.data import PetDataset
-from vitviz.smallpets import small_pet_scores
 from vitviz.train import evaluate_model, pick_device
+from vitviz.training.checkpoint import CheckpointError, load_model, read_config
+from vitviz.training.data import PetDataset
+from vitviz.training.smallpets import small_pet_scores
 
 
 @torch.no_grad()

@@ -16,8 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-from vitviz.model import ViTConfig
-from vitviz.presets import TrainConfig
+from vitviz.model.vit import ViTConfig
+from vitviz.training.presets import TrainConfig
 
 BASELINES = ("seed-small", "default-skip")  # preset → the run of that preset unchanged (same name)
 EPOCH_ROWS_FROM = "seed-small"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from vitviz import checkpoint as ckpt
+from vitviz.training import checkpoint as ckpt
 
 
 def export(run: Path, dest: Path, snapshots: list[int] | None = None, int8_snapshots: bool = False,

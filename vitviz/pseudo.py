@@ -1,10 +1,9 @@
 """Pseudo-labels for the trainval photos without a trimap: `python -m vitviz.pseudo`.
 
 Self-training (Noisy Student, ST++): a teacher trained on the 400 labeled photos labels the 3,280
-photos without a trimap; a student then learns from both, under strong noise. The teacher here is
-one model or an ensemble (their flip-averaged probabilities averaged). Pixels where the teacher's
-top probability is below `--threshold` are left unlabeled (IGNORE), so the student learns only
-from confident answers. Only the trainval split is ever read (`PetDataset(training=True)`).
+photos without a trimap (`vitviz.training.pseudo_labels`); a student then learns from both, under
+strong noise (`python -m vitviz.train --init-from TEACHER --pseudo-labels FILE`). The teacher is one
+model or an ensemble (`--teacher` repeated).
 
     python -m vitviz.pseudo --teacher runs/teacher --data-root ../shared/data --out runs/pseudo.safetensors
 """
@@ -17,43 +16,10 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
-from vitviz import checkpoint as ckpt
-from vitviz.data import IGNORE, TRAINING_SPLIT, PetDataset
-from vitviz.predict import mask_probabilities
+from vitviz.training import checkpoint as ckpt
 from vitviz.train import device_description, git_commit
-
-
-def pseudo_label(teachers: list, data_root: str | None, threshold: float, batch_size: int = 64,
-                 device: torch.device = torch.device("cpu")) -> tuple[list[str], torch.Tensor, dict]:
-    """Names and (N, S, S) int8 masks of the trainval photos without a trimap, and statistics."""
-    size = teachers[0].cfg.image_size
-    photos = PetDataset(data_root, TRAINING_SPLIT, size, "none", segmentation=False, training=True)
-    index = [i for i, e in enumerate(photos.entries) if not (photos.root / "annotations" / "trimaps" / f"{e.name}.png").is_file()]
-    masks, kept = [], 0
-    for start in range(0, len(index), batch_size):
-        images = torch.stack([photos[i][0] for i in index[start:start + batch_size]]).to(device)
-        probs = mask_probabilities(teachers, images, flip=True)
-        confidence, label = probs.max(1)
-        label[confidence < threshold] = IGNORE
-        kept += int((confidence >= threshold).sum())
-        masks.append(label.to(torch.int8).cpu())
-    all_masks = torch.cat(masks) if masks else torch.zeros(0, size, size, dtype=torch.int8)
-    counts = torch.bincount((all_masks[all_masks != IGNORE]).long().flatten(), minlength=3).tolist()
-    stats = {"photos": len(index), "kept_pixels": kept / max(1, all_masks.numel()), "class_pixels": counts}
-    return [photos.entries[i].name for i in index], all_masks, stats
-
-
-def read_pseudo_labels(path: str | Path) -> dict[str, torch.Tensor]:
-    """{photo name: (S, S) int8 mask} from a file written by this module."""
-    try:
-        with safe_open(str(path), "pt") as f:
-            names = json.loads(f.metadata()["names"])
-            masks = f.get_tensor("masks")
-    except (OSError, KeyError, ValueError) as e:
-        raise ValueError(f"cannot read pseudo-labels from {path}: {e}") from e
-    return dict(zip(names, masks))
+from vitviz.training.pseudo_labels import pseudo_label
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,11 +10,11 @@ import sys
 
 import torch
 
-from vitviz.checkpoint import CheckpointError, load_model
-from vitviz.cli import add_dataclass_flags, overrides
-from vitviz.model import SegmentationViT, ViTConfig
-from vitviz.presets import PRESETS, preset
-from vitviz.trace import Trace
+from vitviz.model.trace import Trace
+from vitviz.model.vit import SegmentationViT, ViTConfig
+from vitviz.training.checkpoint import CheckpointError, load_model
+from vitviz.training.cli import add_dataclass_flags, overrides
+from vitviz.training.presets import PRESETS, preset
 
 
 def trace_blank(model: SegmentationViT, image_size: int | None = None) -> Trace:

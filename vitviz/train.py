@@ -31,16 +31,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from vitviz import checkpoint as ckpt
-from vitviz.cli import add_dataclass_flags, overrides
-from vitviz.data import IGNORE, SPECIES, TRAINING_SPLIT, PetDataset, breed_names, resolve_root
-from vitviz.losses import LOSSES
-from vitviz.metrics import confusion, summarize
-from vitviz.model import SegmentationViT, ViTConfig
-from vitviz.overlay import overlay_mask
-from vitviz.presets import PRESETS, TrainConfig, preset
-from vitviz.predict import mask_probabilities
-from vitviz.resident import ResidentSet, paste_small
+from vitviz.model.vit import SegmentationViT, ViTConfig
+from vitviz.training import checkpoint as ckpt
+from vitviz.training.cli import add_dataclass_flags, overrides
+from vitviz.training.data import IGNORE, SPECIES, TRAINING_SPLIT, PetDataset, breed_names, resolve_root
+from vitviz.training.losses import LOSSES
+from vitviz.training.metrics import confusion, summarize
+from vitviz.training.predict import mask_probabilities
+from vitviz.training.presets import PRESETS, TrainConfig, preset
+from vitviz.training.resident import ResidentSet, paste_small
+from vitviz.views.segment import overlay_mask
 
 VAL_MASK_TILE = 96  # the smallest size in pixels of one photo in the val_masks pictures
 
@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.download:
-            from vitviz.data import download
+            from vitviz.training.data import download
             download(args.data_root or os.environ.get("VITVIZ_DATA") or "data")
         if args.resume:
             run = Path(args.resume)

@@ -9,18 +9,16 @@ from typing import Any, get_args
 
 import gradio as gr
 
-from vitviz.attention_maps import (Direction, Scale, centre_patch, distance_figure, fit_size, mean_attention_distance,
-                                   uniform_attention_distance)
-from vitviz.attention_views import PHOTO_SIDE, attention_pictures
-from vitviz.checkpoint import CheckpointError
-from vitviz.downloads import save_pngs
-from vitviz.i18n import DEFAULT, text
-from vitviz.inference import Analysis
-from vitviz.ui.common import (HIDE_SAVED, AnalysisKey, Context, Refresh, clicked_patch, localized_choices, one_of,
-                              saved_files, show_saved, whole_number)
-
-LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
-
+from vitviz.app.downloads import save_pngs
+from vitviz.app.i18n import DEFAULT, text
+from vitviz.app.inference import Analysis
+from vitviz.ui.context import AnalysisKey, Context, localized_choices
+from vitviz.ui.lazy import Refresh
+from vitviz.ui.widgets import (HIDE_SAVED, LATEX, clicked_patch, figure, load_analysis, one_of, patch_in_grid,
+                               saved_files, show_saved, whole_number)
+from vitviz.views.attention import (PHOTO_SIDE, Direction, Scale, attention_pictures, distance_figure,
+                                    mean_attention_distance, uniform_attention_distance)
+from vitviz.views.pictures import fit_size
 
 def build(ctx: Context) -> Refresh:
     if ctx.analysis is None:
@@ -32,7 +30,7 @@ def build(ctx: Context) -> Refresh:
     with gr.Row():
         with gr.Column(scale=1):
             photo = ctx.localized(figure, {"label": "attention.photo"}, elem_id="attention-photo", fast=True)
-            status = gr.Markdown(text("attention.no_photo"), elem_id="attention-status")
+            status = gr.Markdown(text("shell.no_photo"), elem_id="attention-status")
             direction = ctx.localized(gr.Radio, {"label": "attention.direction", "choices": localized_choices(
                 ("attention.query", "query"), ("attention.key", "key"))}, value="query", elem_id="attention-direction")
             layer = ctx.localized(gr.Slider, {"label": "attention.layer"}, minimum=1, maximum=2, value=1, step=1,
@@ -58,45 +56,51 @@ def build(ctx: Context) -> Refresh:
     ctx.localized(gr.Markdown, {"value": "attention.distance_text"})
     distance_plot = ctx.localized(gr.Plot, {"label": "attention.distance"}, show_label=False)
 
-    patch_outputs = [patch, photo, status, heads, overview, rollout, class_note, class_map]
+    # The outputs of every click, by the names `patch_views` gives their values.
+    patch_outputs = dict(patch=patch, photo=photo, status=status, heads=heads, overview=overview, rollout=rollout,
+                         class_note=class_note, class_map=class_map)
     controls = [layer, direction, scale]
+
+    def shown(views: dict[str, Any]) -> dict:
+        return {patch_outputs[name]: value for name, value in views.items()}
 
     def on_click(key: AnalysisKey | None, layer_: int, direction_: str, scale_: str, evt: gr.SelectData,
                  lang: str = DEFAULT):
         analysis = load_analysis(ctx, key, lang=lang)
         if analysis is None:
-            return [gr.skip()] * len(patch_outputs)
+            return gr.skip()
         checked = checked_controls(analysis, layer_, direction_, scale_, lang)
         clicked = clicked_patch(evt.index, fit_size(*analysis.photo.shape[:2], PHOTO_SIDE), analysis.grid, lang)
         if clicked is None:
-            return [gr.skip()] * len(patch_outputs)
-        return patch_views(analysis, clicked, *checked, lang)
+            return gr.skip()
+        return shown(patch_views(analysis, clicked, *checked, lang))
 
     def on_control(key: AnalysisKey | None, patch_: int | None, layer_: int, direction_: str, scale_: str,
                    lang: str = DEFAULT):
         analysis = load_analysis(ctx, key, warn=False, lang=lang)
         if analysis is None:
-            return [gr.skip()] * len(patch_outputs)
-        return patch_views(analysis, patch_in_grid(patch_, analysis.grid),
-                           *checked_controls(analysis, layer_, direction_, scale_, lang), lang)
+            return gr.skip()
+        return shown(patch_views(analysis, patch_in_grid(patch_, analysis.grid),
+                                 *checked_controls(analysis, layer_, direction_, scale_, lang), lang))
 
     def refresh(key: AnalysisKey | None, patch_: int | None, layer_: int, direction_: str, scale_: str,
                 lang: str = DEFAULT):
         analysis = load_analysis(ctx, key, warn=False, lang=lang)
         if analysis is None:
-            return [None, None, text("attention.no_photo", lang), None, None, None, "", None, HIDE_SAVED,
-                    gr.skip(), None]
+            return {**{output: None for output in patch_outputs.values()}, status: text("shell.no_photo", lang),
+                    class_note: "", saved: HIDE_SAVED, distance_plot: None}
         depth = len(analysis.trace.attentions)
         layer_, direction_, scale_ = checked_controls(analysis, layer_, direction_, scale_, lang)
         distances = mean_attention_distance(analysis.trace.attentions, analysis.grid, analysis.patch_size,
                                             analysis.has_class_token)
-        *views, class_map_picture = patch_views(analysis, patch_in_grid(patch_, analysis.grid), layer_, direction_,
-                                                scale_, lang)
-        # A model without a class token has nothing to draw there: hide the box rather than leave it empty.
-        class_map_update = gr.update(value=class_map_picture, visible=analysis.has_class_token)
-        # A Gradio slider needs minimum < maximum, so a one-layer model gets a locked 1…2 slider.
-        layer_slider = gr.update(minimum=1, maximum=max(depth, 2), value=layer_, interactive=depth > 1)
-        return [*views, class_map_update, HIDE_SAVED, layer_slider, distance_figure(distances, lang)]
+        views = patch_views(analysis, patch_in_grid(patch_, analysis.grid), layer_, direction_, scale_, lang)
+        return {**shown(views),
+                # A model without a class token has nothing to draw there: hide the box rather than leave it empty.
+                class_map: gr.update(value=views["class_map"], visible=analysis.has_class_token),
+                saved: HIDE_SAVED,
+                # A Gradio slider needs minimum < maximum, so a one-layer model gets a locked 1…2 slider.
+                layer: gr.update(minimum=1, maximum=max(depth, 2), value=layer_, interactive=depth > 1),
+                distance_plot: distance_figure(distances, lang)}
 
     def on_save(key: AnalysisKey | None, patch_: int | None, layer_: int, direction_: str, scale_: str,
                 lang: str = DEFAULT):
@@ -110,27 +114,27 @@ def build(ctx: Context) -> Refresh:
         stem = f"attention-patch{clicked}-layer{layer_}-{direction_}-{scale_}"
         return show_saved(save_pngs(pictures.named(stem)))
 
-    photo.select(on_click, [ctx.analysis, *controls, ctx.language], patch_outputs)
+    photo.select(on_click, [ctx.analysis, *controls, ctx.language], list(patch_outputs.values()))
     save.click(on_save, [ctx.analysis, patch, *controls, ctx.language], saved)
     for control in controls:
-        control.change(on_control, [ctx.analysis, patch, *controls, ctx.language], patch_outputs)
-    return Refresh(refresh, [patch, *controls, ctx.language], [*patch_outputs, saved, layer, distance_plot])
+        control.change(on_control, [ctx.analysis, patch, *controls, ctx.language], list(patch_outputs.values()))
+    return Refresh(refresh, [patch, *controls, ctx.language], [*patch_outputs.values(), saved, layer, distance_plot])
 
 
 def checked_controls(analysis: Analysis, layer: Any, direction: Any, scale: Any,
                      lang: str = DEFAULT) -> tuple[int, Direction, Scale]:
     """The tab's controls as the browser sent them, checked in one place: the layer (1-based)
     rounded and clamped to the model's depth, the direction and colour scale among their values.
-    Anything else gets a one-line gr.Error (`ui.common`)."""
+    Anything else gets a one-line gr.Error (`ui.widgets`)."""
     return (whole_number(layer, 1, len(analysis.trace.attentions), text("attention.layer", lang), lang),
             one_of(direction, get_args(Direction), text("attention.direction", lang), lang),
             one_of(scale, get_args(Scale), text("attention.scale", lang), lang))
 
 
 def patch_views(analysis: Analysis, patch: int, layer: int, direction: Direction, scale: Scale,
-                lang: str = DEFAULT) -> list:
+                lang: str = DEFAULT) -> dict[str, Any]:
     """Everything that depends on the clicked patch, the layer (1-based, `checked_controls`),
-    direction and colour scale, in the order of the tab's patch outputs; the texts in `lang`."""
+    direction and colour scale, by the name of the tab's output that shows it; the texts in `lang`."""
     grid, has_cls, depth = analysis.grid, analysis.has_class_token, len(analysis.trace.attentions)
     pictures = attention_pictures(analysis, patch, layer, direction, scale)
     if has_cls:
@@ -145,36 +149,5 @@ def patch_views(analysis: Analysis, patch: int, layer: int, direction: Direction
                   layer=layer, depth=depth, uniform=uniform_attention_distance(grid, analysis.patch_size))
     # Plain values, not gr.update: an update makes Gradio rebuild the component's config. The class
     # map's box is shown or hidden by `refresh`, which runs for every new photo or checkpoint.
-    return [patch, pictures.photo, status, pictures.heads, pictures.overview, pictures.rollout, class_note,
-            pictures.class_token]
-
-
-def figure(label: str, elem_id: str | None = None, fast: bool = False) -> gr.Image:
-    """A picture the user can enlarge but not edit. The label names it for screen readers and the
-    API but is not shown: Gradio would draw it over the picture's corner.
-
-    By default it is sent as PNG with a download button. `fast` pictures, redrawn on every click,
-    are sent as JPEG (a photo-sized PNG takes longer to encode than to draw) without a download
-    button: the tab offers their PNG files on demand instead."""
-    if fast:
-        return gr.Image(label=label, show_label=False, interactive=False, format="jpeg", buttons=["fullscreen"],
-                        elem_id=elem_id)
-    return gr.Image(label=label, show_label=False, interactive=False, format="png",
-                    buttons=["download", "fullscreen"], elem_id=elem_id)
-
-
-def load_analysis(ctx: Context, key: AnalysisKey | None, warn: bool = True, lang: str = DEFAULT) -> Analysis | None:
-    """The cached analysis of the current photo, or None (with a message in `lang`) when there is none."""
-    if key is None:
-        if warn:
-            gr.Warning(text("attention.no_photo", lang))
-        return None
-    try:
-        return ctx.analysis_for(key, lang)
-    except CheckpointError as e:
-        raise gr.Error(text("shell.checkpoint_refused", lang, reason=e)) from None
-
-
-def patch_in_grid(patch: int | None, grid: tuple[int, int]) -> int:
-    """The kept patch when it fits the grid (a new epoch keeps the click), else the centre patch."""
-    return patch if patch is not None and 0 <= patch < grid[0] * grid[1] else centre_patch(grid)
+    return dict(patch=patch, photo=pictures.photo, status=status, heads=pictures.heads, overview=pictures.overview,
+                rollout=pictures.rollout, class_note=class_note, class_map=pictures.class_token)

@@ -7,13 +7,15 @@ from pathlib import Path
 
 import gradio as gr
 
-from vitviz.attention_maps import fit_photo
-from vitviz.checkpoint import list_snapshots
-from vitviz.downloads import new_folder
-from vitviz.epochs import (Frame, blocky_explanation, export_gif, final_label, metrics_text, overlay_frame,
-                           progression)
-from vitviz.i18n import DEFAULT, text
-from vitviz.ui.common import AnalysisKey, Context, Refresh
+from vitviz.app.downloads import new_folder
+from vitviz.app.i18n import DEFAULT, text
+from vitviz.training.checkpoint import list_snapshots
+from vitviz.ui.context import AnalysisKey, Context
+from vitviz.ui.lazy import Refresh
+from vitviz.ui.widgets import load_analysis
+from vitviz.views.epochs import (Frame, blocky_explanation, export_gif, final_label, metrics_text, overlay_frame,
+                                 progression)
+from vitviz.views.pictures import fit_photo
 
 OPACITY = 0.55
 
@@ -44,28 +46,31 @@ def build(ctx: Context) -> Refresh:
     def frames_of(key: AnalysisKey, lang: str) -> list[Frame]:
         return progression(ctx.cache, ctx.photos.get(key.photo_id, lang), key.checkpoint)
 
-    def large_view(frame: Frame, folder: str, lang: str) -> tuple:
+    def large_view(frame: Frame, folder: str, lang: str) -> dict:
         """One frame, large, with its metrics."""
         label = frame_label(frame, folder, lang)
-        return (gr.update(value=overlay_frame(frame.analysis, OPACITY, 512),
-                          label=text("epochs.large_label", lang, label=label)),
-                metrics_text(label, frame.metrics, lang))
+        return {large: gr.update(value=overlay_frame(frame.analysis, OPACITY, 512),
+                                 label=text("epochs.large_label", lang, label=label)),
+                metrics: metrics_text(label, frame.metrics, lang)}
+
+    def nothing_to_show(message: str) -> dict:
+        return {explanation: message, strip: None, snapshot: gr.update(visible=False), large: None, metrics: "",
+                gif: gr.update(visible=False)}
 
     def show(key: AnalysisKey | None, index: int, lang: str = DEFAULT):
         """The frame at 1-based slider position `index`, large, with its metrics."""
-        if ctx.analysis_for(key, lang) is None or not list_snapshots(key.checkpoint):
-            return None, ""
+        if load_analysis(ctx, key, warn=False, lang=lang) is None or not list_snapshots(key.checkpoint):
+            return {large: None, metrics: ""}
         frames = frames_of(key, lang)
         return large_view(frames[min(max(int(index), 1), len(frames)) - 1], key.checkpoint, lang)
 
     def refresh(key: AnalysisKey | None, lang: str = DEFAULT):
-        analysis = ctx.analysis_for(key, lang)
+        analysis = load_analysis(ctx, key, warn=False, lang=lang)
         if analysis is None:
-            return text("epochs.no_analysis", lang), None, gr.update(visible=False), None, "", gr.update(visible=False)
+            return nothing_to_show(text("epochs.no_analysis", lang))
         explanation_text = blocky_explanation(analysis.patch_size, analysis.probs.shape[0], lang)
         if not list_snapshots(key.checkpoint):
-            return (text("epochs.no_snapshots", lang), None, gr.update(visible=False), None, "",
-                    gr.update(visible=False))
+            return nothing_to_show(text("epochs.no_snapshots", lang))
         frames = frames_of(key, lang)
         labels = [frame.label for frame in frames]
         pictures = [overlay_frame(frame.analysis, OPACITY, 320) for frame in frames]
@@ -84,8 +89,8 @@ def build(ctx: Context) -> Refresh:
             slider = gr.update(minimum=1, maximum=len(frames), value=index, visible=True,
                                label=text("epochs.slider_range", lang, count=len(frames), epochs=snapshots,
                                           final=frame_label(frames[-1], key.checkpoint, lang)))
-        return (explanation_text, thumbs, slider, *large_view(frames[index - 1], key.checkpoint, lang),
-                gr.update(value=str(gif_path), visible=True))
+        return {explanation: explanation_text, strip: thumbs, snapshot: slider,
+                **large_view(frames[index - 1], key.checkpoint, lang), gif: gr.update(value=str(gif_path), visible=True)}
 
     snapshot.change(show, [ctx.analysis, snapshot, ctx.language], [large, metrics])
     return Refresh(refresh, [ctx.language], [explanation, strip, snapshot, large, metrics, gif])

@@ -4,17 +4,17 @@ the linear-vs-Conv2d patch embedding check (brief §3)."""
 
 import gradio as gr
 
-from vitviz.attention_maps import centre_patch, fit_size
-from vitviz.i18n import DEFAULT, text
-from vitviz.inference import Analysis
-from vitviz.journey import (WHAT_IF_LIMITS, comparison_embed, journey_pictures, journey_rows,
-                            linear_conv_difference, model_summary, what_if)
-from vitviz.model import ViTConfig
-from vitviz.posembed import KINDS
-from vitviz.presets import preset
-from vitviz.ui.common import AnalysisKey, Context, Refresh, clicked_patch, number
-
-LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
+from vitviz.app.i18n import DEFAULT, text
+from vitviz.app.inference import Analysis
+from vitviz.model.posembed import KINDS
+from vitviz.model.vit import ViTConfig
+from vitviz.training.presets import preset
+from vitviz.ui.context import AnalysisKey, Context
+from vitviz.ui.lazy import Refresh
+from vitviz.ui.widgets import LATEX, clicked_patch, load_analysis, number
+from vitviz.views.journey import (WHAT_IF_LIMITS, comparison_embed, journey_pictures, journey_rows,
+                                  linear_conv_difference, model_summary, what_if)
+from vitviz.views.pictures import centre_patch, fit_size
 
 DISPLAY_SIDE = 640  # the clickable photo keeps its aspect ratio, its longer side at most this
 
@@ -114,29 +114,33 @@ def build(ctx: Context) -> Refresh:
         conv_result = gr.Markdown()
 
     def refresh(key: AnalysisKey | None, patch: int | None, lang: str = DEFAULT):
-        analysis = ctx.analysis_for(key, lang)
+        analysis = load_analysis(ctx, key, warn=False, lang=lang)
         if analysis is None:
-            return None, None, "", "", gr.update(value=None, headers=table_headers(lang)), None, ""
+            return {selected: None, grid_photo: None, patch_info: "", summary: "",
+                    table: gr.update(value=None, headers=table_headers(lang)), pictures: None, conv_result: ""}
         rows, cols = analysis.grid
         if patch is None or patch >= rows * cols:  # a new grid may not have the last click's patch
             patch = centre_patch(analysis.grid)
         model = ctx.cache.model(key.checkpoint, key.epoch)
         table_update = gr.update(value=journey_rows(analysis.trace, model.num_params(), lang),
                                  headers=table_headers(lang))
-        return (patch, analysis.click_target(DISPLAY_SIDE, patch),
-                patch_text(analysis, patch, lang), model_summary(model.cfg, model.num_params(), lang), table_update,
-                journey_pictures(analysis, patch, lang), conv_text(ctx, key, analysis, lang))
+        return {**patch_views(analysis, patch, lang), summary: model_summary(model.cfg, model.num_params(), lang),
+                table: table_update, conv_result: conv_text(ctx, key, analysis, lang)}
 
     def select_patch(key: AnalysisKey | None, evt: gr.SelectData, lang: str = DEFAULT):
-        analysis = ctx.analysis_for(key, lang)
+        analysis = load_analysis(ctx, key, warn=False, lang=lang)
         if analysis is None:
             gr.Warning(text("journey.no_photo", lang))
-            return [gr.skip()] * 4
+            return gr.skip()
         patch = clicked_patch(evt.index, fit_size(*analysis.photo.shape[:2], DISPLAY_SIDE), analysis.grid, lang)
         if patch is None:
-            return [gr.skip()] * 4
-        return (patch, analysis.click_target(DISPLAY_SIDE, patch),
-                patch_text(analysis, patch, lang), journey_pictures(analysis, patch, lang))
+            return gr.skip()
+        return patch_views(analysis, patch, lang)
+
+    def patch_views(analysis: Analysis, patch: int, lang: str) -> dict:
+        """The outputs that follow the clicked patch."""
+        return {selected: patch, grid_photo: analysis.click_target(DISPLAY_SIDE, patch),
+                patch_info: patch_text(analysis, patch, lang), pictures: journey_pictures(analysis, patch, lang)}
 
     def checkpoint_settings(key: AnalysisKey | None, lang: str = DEFAULT):
         if key is None:

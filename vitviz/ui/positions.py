@@ -10,16 +10,18 @@ from typing import Any, get_args
 import gradio as gr
 import numpy as np
 
-from vitviz.attention_maps import fit_size, tile
-from vitviz.downloads import save_pngs, shared_png
-from vitviz.i18n import DEFAULT, text
-from vitviz.inference import Analysis
-from vitviz.position_views import (SHOWN_KINDS, ColourRange, EmbeddingTables, accuracy_markdown,
-                                   all_similarities_image, dimension_image, embedding_tables, kind_name, map_cell,
-                                   matrix_image, similarity_image)
-from vitviz.ui.attention import LATEX, figure, load_analysis, patch_in_grid
-from vitviz.ui.common import (HIDE_SAVED, AnalysisKey, Context, Refresh, clicked_patch, localized_choices, one_of,
-                              saved_files, show_saved, whole_number)
+from vitviz.app.downloads import save_pngs, shared_png
+from vitviz.app.i18n import DEFAULT, text
+from vitviz.app.inference import Analysis
+from vitviz.model.posembed import KINDS
+from vitviz.ui.context import AnalysisKey, Context, localized_choices
+from vitviz.ui.lazy import Refresh
+from vitviz.ui.widgets import (HIDE_SAVED, LATEX, clicked_patch, figure, load_analysis, one_of, patch_in_grid,
+                               saved_files, show_saved, whole_number)
+from vitviz.views.pictures import fit_size, tile
+from vitviz.views.positions import (SHOWN_KINDS, ColourRange, EmbeddingTables, accuracy_markdown,
+                                    all_similarities_image, dimension_image, embedding_tables, kind_name, map_cell,
+                                    matrix_image, similarity_image)
 
 PHOTO_SIDE = 384  # the clickable photo is shown at most this large
 
@@ -41,7 +43,7 @@ def build(ctx: Context) -> list[Refresh]:
             saved = saved_files(ctx, elem_id="positions-png")
         with gr.Column(scale=2):
             ctx.localized(gr.Markdown, {"value": "positions.similarity_text"})
-            status = gr.Markdown(text("attention.no_photo"))
+            status = gr.Markdown(text("shell.no_photo"))
             colour_range = ctx.localized(gr.Radio, {"label": "positions.colour_range", "choices": localized_choices(
                 ("positions.stretch", "stretch"), ("positions.fixed", "fixed"))}, value="stretch")
 
@@ -76,34 +78,38 @@ def build(ctx: Context) -> list[Refresh]:
     all_outputs = list(all_maps.values())
     dim_outputs = list(dimension.values())
 
+    def shown_patch(views: dict[str, Any]) -> dict:
+        return {patch: views["patch"], photo: views["photo"], status: views["status"],
+                **per_kind(similarity, views["similarity"])}
+
     def click_handler(shown_size):
         """A select handler for an image whose displayed (height, width) is `shown_size(analysis)`."""
         def on_click(key: AnalysisKey | None, colour_range_: str, evt: gr.SelectData, lang: str = DEFAULT):
             loaded = _load(ctx, key, lang=lang)
             if loaded is None:
-                return [gr.skip()] * len(click_outputs)
+                return gr.skip()
             analysis, tables = loaded
             colour_range_ = checked_range(colour_range_, lang)
             clicked = clicked_patch(evt.index, shown_size(analysis), analysis.grid, lang)
             if clicked is None:
-                return [gr.skip()] * len(click_outputs)
-            return patch_views(analysis, tables, clicked, colour_range_, lang)
+                return gr.skip()
+            return shown_patch(patch_views(analysis, tables, clicked, colour_range_, lang))
         return on_click
 
     def on_colour_range(key: AnalysisKey | None, patch_: int | None, colour_range_: str, lang: str = DEFAULT):
         loaded = _load(ctx, key, warn=False, lang=lang)
         if loaded is None:
-            return [gr.skip()] * (len(click_outputs) + len(all_outputs))
+            return gr.skip()
         analysis, tables = loaded
         colour_range_ = checked_range(colour_range_, lang)
-        return [*patch_views(analysis, tables, patch_in_grid(patch_, tables.grid), colour_range_, lang),
-                *all_maps_views(tables, colour_range_)]
+        return {**shown_patch(patch_views(analysis, tables, patch_in_grid(patch_, tables.grid), colour_range_, lang)),
+                **per_kind(all_maps, all_maps_views(tables, colour_range_))}
 
     def on_dimension(key: AnalysisKey | None, d: int, lang: str = DEFAULT):
         loaded = _load(ctx, key, warn=False, lang=lang)
         if loaded is None:
-            return [gr.skip()] * len(dim_outputs)
-        return dimension_views(loaded[1], checked_dimension(d, loaded[1], lang))
+            return gr.skip()
+        return per_kind(dimension, dimension_views(loaded[1], checked_dimension(d, loaded[1], lang)))
 
     def on_save(key: AnalysisKey | None, patch_: int | None, lang: str = DEFAULT):
         """The photo with the clicked patch outlined, as on screen, written as a PNG file."""
@@ -118,26 +124,28 @@ def build(ctx: Context) -> list[Refresh]:
         """The views of the photo: it, with the clicked patch, and each kind's similarity map."""
         loaded = _load(ctx, key, warn=False, lang=lang)
         if loaded is None:
-            return [None, None, text("attention.no_photo", lang), *[None] * len(SHOWN_KINDS), HIDE_SAVED]
+            return {**{output: None for output in click_outputs}, status: text("shell.no_photo", lang),
+                    saved: HIDE_SAVED}
         analysis, tables = loaded
         colour_range_ = checked_range(colour_range_, lang)
-        return [*patch_views(analysis, tables, patch_in_grid(patch_, tables.grid), colour_range_, lang),
-                HIDE_SAVED]  # PNG files saved for the previous photo
+        return {**shown_patch(patch_views(analysis, tables, patch_in_grid(patch_, tables.grid), colour_range_, lang)),
+                saved: HIDE_SAVED}  # PNG files saved for the previous photo
 
     def refresh_tables(key: AnalysisKey | None, colour_range_: str, d: int, lang: str = DEFAULT):
         """The views of the model alone (every patch's map, one dimension, the whole tables)."""
         loaded = _load(ctx, key, warn=False, lang=lang)
         if loaded is None:
-            empty_columns = [None] * len(SHOWN_KINDS)
-            return ["", *[""] * len(SHOWN_KINDS), *empty_columns, gr.skip(), *empty_columns, *empty_columns,
-                    accuracy_markdown(lang=lang)]
+            return {model_note: "", **{note: "" for note in notes.values()},
+                    **{picture: None for picture in [*all_outputs, *dim_outputs, *matrix.values()]},
+                    accuracy: accuracy_markdown(lang=lang)}
         tables = loaded[1]
         d = checked_dimension(d, tables, lang)
-        return [tables.model_note(lang), *[_column_note(tables, kind, lang) for kind in SHOWN_KINDS],
-                *all_maps_views(tables, checked_range(colour_range_, lang)),
-                gr.update(minimum=0, maximum=tables.dim - 1, value=d), *dimension_views(tables, d),
-                *matrix_views(tables),
-                accuracy_markdown(lang=lang)]
+        return {model_note: tables.model_note(lang),
+                **per_kind(notes, {kind: _column_note(tables, kind, lang) for kind in SHOWN_KINDS}),
+                **per_kind(all_maps, all_maps_views(tables, checked_range(colour_range_, lang))),
+                dim: gr.update(minimum=0, maximum=tables.dim - 1, value=d),
+                **per_kind(dimension, dimension_views(tables, d)), **per_kind(matrix, matrix_views(tables)),
+                accuracy: accuracy_markdown(lang=lang)}
 
     photo.select(click_handler(lambda a: fit_size(*a.photo.shape[:2], PHOTO_SIDE)),
                  [ctx.analysis, colour_range, ctx.language], click_outputs)
@@ -166,40 +174,45 @@ def checked_dimension(d: Any, tables: EmbeddingTables, lang: str = DEFAULT) -> i
     return whole_number(d, 0, tables.dim - 1, text("positions.dimension", lang), lang)
 
 
+def per_kind(components: dict[str, Any], values: dict[str, Any]) -> dict:
+    """{component: value} for one row of per-kind components ({kind: component}) and their values."""
+    return {components[kind]: value for kind, value in values.items()}
+
+
 def patch_views(analysis: Analysis, tables: EmbeddingTables, patch: int, colour_range: str,
-                lang: str = DEFAULT) -> list:
-    """The tab's click outputs: the patch, the photo with it outlined, a caption in `lang`, and one
-    similarity map per kind (None for a kind without a table)."""
+                lang: str = DEFAULT) -> dict[str, Any]:
+    """What the tab's click outputs show: the patch, the photo with it outlined, a caption in
+    `lang`, and the similarity map of each kind ({kind: file}, None for a kind without a table)."""
     grid = tables.grid
     rows, cols = grid
     row, col = divmod(patch, cols)
     photo = analysis.click_target(PHOTO_SIDE, patch)
     status = text("positions.status", lang, patch=patch, row=row + 1, col=col + 1, rows=rows, cols=cols, dim=tables.dim)
-    maps = [_file(f"positions-{kind}-similarity-patch{patch}",
-                  similarity_image(tables.similarities(kind), patch, grid, colour_range))
-            if kind in tables.tables else None for kind in SHOWN_KINDS]
-    return [patch, photo, status, *maps]
+    maps = {kind: _file(f"positions-{kind}-similarity-patch{patch}",
+                        similarity_image(tables.similarities(kind), patch, grid, colour_range))
+            if kind in tables.tables else None for kind in SHOWN_KINDS}
+    return dict(patch=patch, photo=photo, status=status, similarity=maps)
 
 
-def all_maps_views(tables: EmbeddingTables, colour_range: str) -> list:
+def all_maps_views(tables: EmbeddingTables, colour_range: str) -> dict[str, str | None]:
     """Every patch's similarity map, one captioned sheet per kind (None for a kind without a table)."""
-    return [_captioned(f"positions-{kind}-every-map", f"{kind_name(kind)}: every patch's map",
-                       all_similarities_image(tables.similarities(kind), tables.grid, colour_range))
-            if kind in tables.tables else None for kind in SHOWN_KINDS]
+    return {kind: _captioned(f"positions-{kind}-every-map", f"{kind_name(kind)}: every patch's map",
+                             all_similarities_image(tables.similarities(kind), tables.grid, colour_range))
+            if kind in tables.tables else None for kind in SHOWN_KINDS}
 
 
-def dimension_views(tables: EmbeddingTables, d: int) -> list:
+def dimension_views(tables: EmbeddingTables, d: int) -> dict[str, str | None]:
     """Dimension d of each kind's table over the grid (None for a kind without a table)."""
-    return [_captioned(f"positions-{kind}-dimension{d}", f"{kind_name(kind)}: dimension {d}",
-                       dimension_image(tables.tables[kind], tables.grid, d))
-            if kind in tables.tables else None for kind in SHOWN_KINDS]
+    return {kind: _captioned(f"positions-{kind}-dimension{d}", f"{kind_name(kind)}: dimension {d}",
+                             dimension_image(tables.tables[kind], tables.grid, d))
+            if kind in tables.tables else None for kind in SHOWN_KINDS}
 
 
-def matrix_views(tables: EmbeddingTables) -> list:
+def matrix_views(tables: EmbeddingTables) -> dict[str, str | None]:
     """Each kind's whole (N, D) table as a heat map (None for a kind without a table)."""
-    return [_captioned(f"positions-{kind}-table", f"{kind_name(kind)}: {tables.grid[0] * tables.grid[1]}"
-                       f" × {tables.dim} table", matrix_image(tables.tables[kind]))
-            if kind in tables.tables else None for kind in SHOWN_KINDS]
+    return {kind: _captioned(f"positions-{kind}-table", f"{kind_name(kind)}: {tables.grid[0] * tables.grid[1]}"
+                             f" × {tables.dim} table", matrix_image(tables.tables[kind]))
+            if kind in tables.tables else None for kind in SHOWN_KINDS}
 
 
 def _captioned(name: str, caption: str, image: np.ndarray) -> str:
@@ -215,12 +228,12 @@ def _file(name: str, picture: np.ndarray) -> str:
 
 
 def _column_note(tables: EmbeddingTables, kind: str, lang: str = DEFAULT) -> str:
-    if kind == "learned" and kind not in tables.tables:
+    if KINDS[kind].learned and kind not in tables.tables:
         reason = text("positions.no_learned", lang, kind=kind_name(tables.model_kind, lang))
         return text("positions.not_shown", lang, reason=reason)
     if kind not in tables.tables:  # the formula's own reason, e.g. a width it cannot use
         return text("positions.not_shown", lang, reason=tables.missing[kind])
-    source = text("positions.from_checkpoint" if kind == "learned" else "positions.from_formula", lang)
+    source = text("positions.from_checkpoint" if KINDS[kind].learned else "positions.from_formula", lang)
     used = text("positions.used", lang) if kind == tables.model_kind else ""
     n, d = tables.tables[kind].shape
     return text("positions.table_note", lang, patches=n, dim=d, source=source, used=used)

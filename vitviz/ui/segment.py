@@ -5,12 +5,14 @@ from functools import partial
 
 import gradio as gr
 
-from vitviz.data import CLASS_NAMES
-from vitviz.i18n import DEFAULT, class_name, class_values, text
-from vitviz.overlay import class_shares, legend_html, overlay_mask, probability_maps, top_guesses
-from vitviz.attention_maps import fit_photo
-from vitviz.downloads import FAST, save_pngs
-from vitviz.ui.common import AnalysisKey, Context, Refresh
+from vitviz.app.downloads import FAST, save_pngs
+from vitviz.app.i18n import DEFAULT, class_name, class_values, text
+from vitviz.training.data import CLASS_NAMES
+from vitviz.ui.context import AnalysisKey, Context
+from vitviz.ui.lazy import Refresh
+from vitviz.ui.widgets import load_analysis
+from vitviz.views.pictures import fit_photo
+from vitviz.views.segment import class_shares, legend_html, overlay_mask, probability_maps, top_guesses
 
 
 def legend(lang: str) -> str:
@@ -41,16 +43,17 @@ def build(ctx: Context) -> Refresh:
     guess_note = gr.Markdown()
 
     def draw_overlay(key: AnalysisKey | None, alpha: float, lang: str = DEFAULT):
-        analysis = ctx.analysis_for(key, lang)
+        analysis = load_analysis(ctx, key, warn=False, lang=lang)
         if analysis is None:
             return None
         mask = overlay_mask(analysis.photo, analysis.mask_at_photo_size(), alpha, analysis.probs.shape[0])
         return str(save_pngs({"segment-mask": mask}, compress_level=FAST)[0])
 
     def refresh(key: AnalysisKey | None, alpha: float, lang: str = DEFAULT):
-        analysis = ctx.analysis_for(key, lang)
+        analysis = load_analysis(ctx, key, warn=False, lang=lang)
         if analysis is None:
-            return [None, None, text("segment.no_analysis", lang), *[None] * len(maps), gr.update(visible=False), ""]
+            return {photo: None, overlay: None, shares: text("segment.no_analysis", lang), **dict.fromkeys(maps),
+                    guess: gr.update(visible=False), guess_note: ""}
         mask = analysis.mask_at_photo_size()
         h, w = mask.shape
         share_text = class_values(class_shares(mask, analysis.probs.shape[0]), lang, ".0%")
@@ -66,8 +69,9 @@ def build(ctx: Context) -> Refresh:
         else:
             guess_update = gr.update(value=top_guesses(analysis.class_probs, analysis.labels), visible=True)
             note = text("segment.class_head", lang)
-        return [photo_file, mask_file, text("segment.shares", lang, width=w, height=h, shares=share_text),
-                *prob_files[:len(maps)], guess_update, note]
+        return {photo: photo_file, overlay: mask_file,
+                shares: text("segment.shares", lang, width=w, height=h, shares=share_text),
+                **dict(zip(maps, prob_files)), guess: guess_update, guess_note: note}
 
     opacity.change(draw_overlay, [ctx.analysis, opacity, ctx.language], overlay)
     return Refresh(refresh, [opacity, ctx.language], [photo, overlay, shares, *maps, guess, guess_note])

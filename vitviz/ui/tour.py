@@ -1,16 +1,18 @@
 """The guided-tour panel above the tabs: where the step is in the journey, its title, its text and
 its numbers for the current photo, and Back / Next. Opening the panel or moving to a step opens
-the tab that shows that step (the steps themselves are in vitviz/tour.py)."""
+the tab that shows that step (the steps themselves are in vitviz/views/tour.py)."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
 
-from vitviz import tour
-from vitviz.checkpoint import list_snapshots
-from vitviz.i18n import DEFAULT
-from vitviz.ui.common import AnalysisKey, Context, Refresh
+from vitviz.app.i18n import DEFAULT
+from vitviz.training.checkpoint import list_snapshots
+from vitviz.ui.context import AnalysisKey, Context
+from vitviz.ui.lazy import Refresh
+from vitviz.ui.widgets import load_analysis
+from vitviz.views import tour
 
 # Bring the panel to the top of the window, so that the step's text and its tab's view are on screen together.
 SCROLL_TO_PANEL = "(...inputs) => { document.getElementById('tour').scrollIntoView({block: 'start'}); return inputs; }"
@@ -35,7 +37,7 @@ def build(ctx: Context) -> Tour:
     def panel(key: AnalysisKey | None, index: int, lang: str = DEFAULT) -> tuple:
         """The texts of step `index`: progress, and the step's text (with the photo's numbers when
         there is a photo)."""
-        analysis = ctx.analysis_for(key, lang)
+        analysis = load_analysis(ctx, key, warn=False, lang=lang)
         numbers = None
         if analysis is not None:
             model = ctx.cache.model(key.checkpoint, key.epoch)  # loaded for the analysis: a cache hit

@@ -1,0 +1,40 @@
+"""The Gradio workarounds (`vitviz.app.gradio_fixes`): Gradio keeps one entry per component in a
+session, however often events update it; on another Gradio version no fix is applied."""
+
+import asyncio
+import os
+
+import gradio as gr
+from gradio.state_holder import SessionState
+
+from vitviz.app import gradio_fixes
+from vitviz.app.gradio_fixes import keep_ids_of_updated_components
+
+
+def test_updates_followed_by_values_do_not_grow_the_session():
+    keep_ids_of_updated_components()
+    with gr.Blocks() as demo:
+        note = gr.Markdown("start", visible=False)
+        shown = gr.State(None)
+        show, write = gr.Button(), gr.Button()
+        show.click(lambda: (gr.update(value="shown", visible=True), "a state value"), None, [note, shown])
+        write.click(lambda: "a plain value", None, note)
+    show_fn, write_fn = demo.fns.values()
+    session = SessionState(demo)
+    for _ in range(5):
+        asyncio.run(demo.postprocess_data(show_fn, [gr.update(value="shown", visible=True), "kept"], session))
+        asyncio.run(demo.postprocess_data(write_fn, "a plain value", session))
+    assert set(session.blocks_config.blocks) == set(demo.blocks)
+    assert set(session.config_values) == set(demo.blocks)
+    props = session.config_values[note._id]["props"]
+    assert props["value"] == "a plain value" and props["visible"] is True  # the update and the value both kept
+    assert session[shown._id] == "kept" and session[note._id]._id == note._id
+
+
+def test_the_fixes_wait_for_a_measurement_on_another_gradio_version(monkeypatch, capsys):
+    setitem = SessionState.__setitem__
+    monkeypatch.delenv("GRADIO_ANALYTICS_CACHE_FREQUENCY", raising=False)
+    assert not gradio_fixes.apply("7.0.1")
+    assert SessionState.__setitem__ is setitem and "GRADIO_ANALYTICS_CACHE_FREQUENCY" not in os.environ
+    assert "Gradio 7.0.1 is not the 6.31" in capsys.readouterr().out
+    assert gr.__version__.startswith(gradio_fixes.MEASURED_ON + ".")  # the version these tests run on

@@ -1,0 +1,120 @@
+"""What the tabs share besides the `Context`: their pictures and formula boxes, the saved-PNG list,
+the cached analysis with its refusals, and the one place where what the browser sends (a click,
+a slider, a radio button) is checked.
+"""
+
+import math
+import reprlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from vitviz.app.i18n import DEFAULT, text
+from vitviz.app.inference import Analysis
+from vitviz.training.checkpoint import CheckpointError
+from vitviz.ui.context import AnalysisKey, Context
+from vitviz.views.pictures import centre_patch, click_to_patch
+
+# The delimiters of the formulas in the tabs' Markdown: $$display$$ and $inline$.
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
+
+
+def figure(label: str, elem_id: str | None = None, fast: bool = False) -> gr.Image:
+    """A picture the user can enlarge but not edit. The label names it for screen readers and the
+    API but is not shown: Gradio would draw it over the picture's corner.
+
+    By default it is sent as PNG with a download button. `fast` pictures, redrawn on every click,
+    are sent as JPEG (a photo-sized PNG takes longer to encode than to draw) without a download
+    button: the tab offers their PNG files on demand instead."""
+    if fast:
+        return gr.Image(label=label, show_label=False, interactive=False, format="jpeg", buttons=["fullscreen"],
+                        elem_id=elem_id)
+    return gr.Image(label=label, show_label=False, interactive=False, format="png",
+                    buttons=["download", "fullscreen"], elem_id=elem_id)
+
+
+def saved_files(ctx: "Context", elem_id: str) -> gr.File:
+    """Where a tab lists the PNG files its "save" button wrote. Hidden until a save; a tab hides it
+    again when it draws a new photo (`HIDE_SAVED`). Clicks leave it as it is: the file names say
+    which patch and layer they show, and every output an event returns, even a gr.skip(), costs
+    Gradio a rebuild of that component's config."""
+    return ctx.localized(gr.File, {"label": "attention.saved"}, file_count="multiple", visible=False,
+                         interactive=False, elem_id=elem_id)
+
+
+def show_saved(paths: list[Path]) -> dict:
+    return gr.update(value=[str(p) for p in paths], visible=True)
+
+
+HIDE_SAVED = gr.update(value=None, visible=False)
+
+
+def load_analysis(ctx: Context, key: AnalysisKey | None, warn: bool = True, lang: str = DEFAULT) -> Analysis | None:
+    """The cached analysis of the current photo, or None (with a message in `lang`) when there is none."""
+    if key is None:
+        if warn:
+            gr.Warning(text("shell.no_photo", lang))
+        return None
+    try:
+        return ctx.analysis_for(key, lang)
+    except CheckpointError as e:
+        raise gr.Error(text("shell.checkpoint_refused", lang, reason=e)) from None
+
+
+def patch_in_grid(patch: int | None, grid: tuple[int, int]) -> int:
+    """The kept patch when it fits the grid (a new epoch keeps the click), else the centre patch."""
+    return patch if patch is not None and 0 <= patch < grid[0] * grid[1] else centre_patch(grid)
+
+
+# --- what the browser sends: every handler checks it here -------------------------------------
+# A browser sends what its widgets allow, but anyone can call the API with anything. What cannot be
+# used gets a one-line gr.Error, logged without a traceback, and the views stay as they are.
+
+def clicked_patch(index: Any, shown: tuple[int, int], grid: tuple[int, int], lang: str = DEFAULT) -> int | None:
+    """The patch under a click on a picture shown at `shown` (height, width), from the click's
+    `gr.SelectData.index`: the one place where the tabs' clicks become patches. Anything but two
+    finite numbers (["a", "b"], [1], "xyz", None, NaN) is refused; a click outside the picture (an
+    edge pixel that a browser rounds out) gets a warning and None, and the tab draws nothing new."""
+    if not (isinstance(index, (list, tuple)) and len(index) == 2 and all(map(_finite, index))):
+        raise gr.Error(text("shell.bad_click", lang, index=reprlib.repr(index)), print_exception=False)
+    height, width = shown
+    try:
+        return click_to_patch(index[0], index[1], width, height, grid)
+    except ValueError as e:
+        gr.Warning(text("shell.click_outside", lang, reason=e))
+        return None
+
+
+def whole_number(value: Any, low: int, high: int, what: str, lang: str = DEFAULT) -> int:
+    """A slider's value, rounded and clamped to low…high. Out of range is no error: a slider may
+    still hold a value for the previous checkpoint (layer 12 of a 4-layer model). Anything but a
+    finite number is refused, naming `what` (the slider's label in `lang`)."""
+    return min(max(round(number(value, what, lang)), low), high)
+
+
+def number(value: Any, what: str, lang: str = DEFAULT) -> int | float:
+    """`value` when it is a finite number, else refused, naming `what` (the field's label in `lang`)."""
+    if not _finite(value):
+        raise gr.Error(text("shell.bad_number", lang, what=what, value=reprlib.repr(value)), print_exception=False)
+    return value
+
+
+def one_of(value: Any, choices: Sequence[str], what: str, lang: str = DEFAULT) -> str:
+    """`value` when it is one of `choices` (a radio button's values), else refused, naming `what`."""
+    if value not in choices:
+        raise gr.Error(text("shell.bad_choice", lang, what=what, choices=", ".join(choices),
+                            value=reprlib.repr(value)), print_exception=False)
+    return value
+
+
+def _finite(value: Any) -> bool:
+    """A number a widget can send: not a bool, a string, None, NaN, infinity, or an integer too
+    large for a float (a click or a layer that far out is no click or layer)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False

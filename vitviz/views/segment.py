@@ -1,0 +1,77 @@
+"""The Segment view's pictures: the predicted mask over the photo, per-class probability maps,
+and the class-token head's top guesses.
+
+The model sees the photo squashed to its input size (S×S); its mask is resampled back onto the
+photo's own size, so the overlay lines up with the photo the user gave.
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vitviz.training.data import CLASS_NAMES
+from vitviz.views.pictures import VIRIDIS, colourise, with_colour_bar
+
+# Okabe–Ito colours (safe for colour-blind viewers), one per class of data.CLASS_NAMES
+CLASS_COLOURS = {"pet": (230, 159, 0), "background": (0, 114, 178), "border": (240, 228, 66)}
+
+
+def class_names(num_classes: int) -> list[str]:
+    """The mask classes' names: pet, background, border for the 3-class models."""
+    return list(CLASS_NAMES) if num_classes == len(CLASS_NAMES) else [f"class {i}" for i in range(num_classes)]
+
+
+def palette(num_classes: int) -> np.ndarray:
+    """(K, 3) uint8: the colour of each class index (a grey ramp for models with other classes)."""
+    names = class_names(num_classes)
+    if all(n in CLASS_COLOURS for n in names):
+        return np.array([CLASS_COLOURS[n] for n in names], np.uint8)
+    return np.linspace(40, 220, num_classes)[:, None].repeat(3, 1).astype(np.uint8)
+
+
+def colour_mask(mask: np.ndarray, num_classes: int = len(CLASS_NAMES)) -> np.ndarray:
+    """(H, W) class indices → (H, W, 3) uint8 class colours."""
+    return palette(num_classes)[mask]
+
+
+def overlay_mask(photo: np.ndarray, mask: np.ndarray, opacity: float, num_classes: int = len(CLASS_NAMES)) -> np.ndarray:
+    """Blend the class colours over the photo: opacity 0 shows the photo, 1 the mask alone."""
+    if photo.shape[:2] != mask.shape:
+        raise ValueError(f"photo {photo.shape[:2]} and mask {mask.shape} differ in size")
+    alpha = float(np.clip(opacity, 0, 1))
+    blended = (1 - alpha) * photo.astype(np.float32) + alpha * colour_mask(mask, num_classes).astype(np.float32)
+    return np.round(blended).astype(np.uint8)
+
+
+def legend_html(num_classes: int = len(CLASS_NAMES), labels: list[str] | None = None) -> str:
+    """One coloured swatch and name per class (or per `labels`, e.g. translated names), for a
+    gr.HTML next to the overlay."""
+    swatches = [
+        f'<span style="display:inline-flex;align-items:center;margin-right:14px">'
+        f'<span style="width:14px;height:14px;border:1px solid #333;margin-right:5px;'
+        f'background:rgb{tuple(int(v) for v in colour)}"></span>{name}</span>'
+        for name, colour in zip(labels or class_names(num_classes), palette(num_classes))
+    ]
+    return "<div>" + "".join(swatches) + "</div>"
+
+
+def probability_maps(probs: torch.Tensor, photo_shape: tuple[int, ...], side: int = 320) -> dict[str, np.ndarray]:
+    """One viridis map per class of the (C, S, S) probabilities, stretched back to the photo's
+    aspect ratio with its longer side `side` pixels, and a 0–1 colour bar underneath."""
+    scale = side / max(photo_shape[:2])
+    size = max(1, round(photo_shape[0] * scale)), max(1, round(photo_shape[1] * scale))
+    resampled = F.interpolate(probs[None].float(), size=size, mode="bilinear", align_corners=False)[0].numpy()
+    return {name: with_colour_bar(colourise(p), VIRIDIS, "0", "1") for name, p in zip(class_names(len(probs)), resampled)}
+
+
+def class_shares(mask: np.ndarray, num_classes: int = len(CLASS_NAMES)) -> dict[str, float]:
+    """Fraction of the photo's pixels predicted as each class."""
+    counts = np.bincount(mask.ravel(), minlength=num_classes)[:num_classes]
+    return dict(zip(class_names(num_classes), (counts / max(1, mask.size)).tolist()))
+
+
+def top_guesses(class_probs: torch.Tensor, labels: list[str], k: int = 5) -> dict[str, float]:
+    """The k most probable classes of the class-token head, name → probability."""
+    values, indices = class_probs.float().topk(min(k, len(class_probs)))
+    names = [labels[i] if i < len(labels) else f"class {i}" for i in indices.tolist()]
+    return dict(zip(names, values.tolist()))
