@@ -132,11 +132,14 @@ def test_torchrun_two_cpu_processes_with_gloo(tiny_data, tmp_path):
 
 def test_evaluate_cli_prints_one_json_object(tiny_data, tiny_checkpoint, capsys):
     assert evaluate.main(["--checkpoint", str(tiny_checkpoint), "--data-root", str(tiny_data), "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert set(result) >= {"pixel_accuracy", "miou", "iou", "n_images", "checkpoint"}
-    assert result["n_images"] == 16 and set(result["iou"]) == {"pet", "background", "border"}
+    flipped = json.loads(capsys.readouterr().out)
+    assert set(flipped) >= {"pixel_accuracy", "miou", "iou", "n_images", "checkpoint"} and flipped["flip"] is True
+    assert flipped["n_images"] == 16 and set(flipped["iou"]) == {"pet", "background", "border"}
+    # One forward pass scores what the training curve recorded.
+    assert evaluate.main(["--checkpoint", str(tiny_checkpoint), "--data-root", str(tiny_data), "--json", "--no-flip"]) == 0
+    one_pass = json.loads(capsys.readouterr().out)
     summary = json.loads((tiny_checkpoint / "metrics.json").read_text())
-    assert result["pixel_accuracy"] == pytest.approx(summary["final"]["pixel_accuracy"])
+    assert one_pass["pixel_accuracy"] == pytest.approx(summary["final"]["pixel_accuracy"]) and one_pass["flip"] is False
 
 
 def test_evaluate_cli_fails_clearly_on_a_bad_checkpoint(tiny_data, tiny_checkpoint, tmp_path, capsys):
