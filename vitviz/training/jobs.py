@@ -332,17 +332,22 @@ def _read_json(path: Path) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def process_alive(pid: int | None) -> bool:
-    """Whether `pid` is a live training process (not a finished one, nor a later process that got
-    the same pid: where /proc exists its command line must name vitviz.train)."""
-    if not pid:
-        return False
+def pid_exists(pid: int) -> bool:
+    """Whether some process has this pid (signal 0 checks without sending anything)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # alive, but another user's
+        pass  # alive, but another user's
+    return True
+
+
+def process_alive(pid: int | None) -> bool:
+    """Whether `pid` is a live training process (not a finished one, nor a later process that got
+    the same pid: where /proc exists its command line must name vitviz.train)."""
+    if not pid or not pid_exists(pid):
+        return False
     cmdline = Path(f"/proc/{pid}/cmdline")
     if cmdline.parent.is_dir():
         try:
@@ -364,14 +369,8 @@ def app_alive(app: dict) -> bool:
     """Whether the app recorded in a job.json (`JobManager.app`) still runs: its pid is alive and,
     where /proc exists, started when recorded (it is not a later process that got the same pid)."""
     pid = app.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
+    if not isinstance(pid, int) or pid <= 0 or not pid_exists(pid):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # alive, but another user's
     return process_start(pid) == app.get("started")
 
 

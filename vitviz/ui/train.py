@@ -187,21 +187,20 @@ def build(ctx: Context, locked: bool = False) -> None:
         return (text("train.started", lang, name=started.name),
                 gr.update(choices=[s.name for s in manager.runs()], value=started.name))
 
-    def stop(selected: str | None, lang: str = DEFAULT) -> str:
+    def control(action, done: str, selected: str | None, lang: str) -> str:
+        """Stop or resume the selected run: `done` is the text key said when it was asked."""
         try:
             refuse_when_locked(lang)
-            manager.stop(selected)
+            action(selected)
         except JobError as e:
             return text("train.refused", lang, reason=e)
-        return text("train.stopping", lang, name=selected)
+        return text(done, lang, name=selected)
+
+    def stop(selected: str | None, lang: str = DEFAULT) -> str:
+        return control(manager.stop, "train.stopping", selected, lang)
 
     def resume(selected: str | None, lang: str = DEFAULT) -> str:
-        try:
-            refuse_when_locked(lang)
-            manager.resume(selected)
-        except JobError as e:
-            return text("train.refused", lang, reason=e)
-        return text("train.resuming", lang, name=selected)
+        return control(manager.resume, "train.resuming", selected, lang)
 
     preset.input(fill_in, preset, fields)
     # Polling only reads files, so every browser may poll at once (concurrency_limit=None).
