@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from vitviz.model.trace import Trace
 from vitviz.model.vit import SegmentationViT
 from vitviz.training.checkpoint import load_model, read_config
-from vitviz.training.predict import mask_probabilities
+from vitviz.training.predict import flip_averaged
 from vitviz.views.attention import attention_rollout
 from vitviz.views.pictures import draw_patch_grid, fit_photo, outline_patch
 
@@ -93,7 +93,7 @@ def analyse(model: SegmentationViT, photo: np.ndarray, labels: list[str] | None 
     trace = Trace()
     out = model(image[None], trace)
     class_probs = out.class_logits[0].softmax(-1) if out.class_logits is not None else None
-    probs = mask_probabilities(model, image[None], flip=True)[0]  # the mask is flip-averaged, as evaluated
+    probs = flip_averaged(model, image[None], out.mask_logits)[0]  # as `evaluate` scores it
     return Analysis(photo, image, trace, probs, class_probs, labels or [], model.cfg.patch_size, model.cfg.class_token)
 
 

@@ -2,7 +2,7 @@
 
 Flip averaging (test-time augmentation) asks the model twice, once on the mirrored photo, and
 averages the answers: a pet is a pet in a mirror, so the errors that do not mirror cancel. It
-costs one more forward pass. `vitviz.evaluate --flip`, the app and `vitviz.pseudo` use it.
+costs one more forward pass. `vitviz.evaluate` (unless `--no-flip`), the app and `vitviz.pseudo` use it.
 """
 
 import torch
@@ -15,11 +15,17 @@ def mask_probabilities(models: SegmentationViT | list[SegmentationViT], images: 
                        flip: bool = False) -> torch.Tensor:
     """(B, C, H, W) softmax probabilities, the mean over `models` (and the flipped photos)."""
     models = models if isinstance(models, list) else [models]
-    views = [images, images.flip(-1)] if flip else [images]
     total = 0
     for model in models:
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=images.device.type == "cuda"):
-            for k, view in enumerate(views):
-                probs = model(view).mask_logits.float().softmax(1)
-                total = total + (probs.flip(-1) if k else probs)
-    return total / (len(models) * len(views))
+            logits = model(images).mask_logits
+            total = total + (flip_averaged(model, images, logits) if flip else logits.float().softmax(1))
+    return total / len(models)
+
+
+@torch.no_grad()
+def flip_averaged(model: SegmentationViT, images: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """The mean of the probabilities of `logits` (the model's answer for `images`, already computed,
+    e.g. by a traced pass) and of the model's answer for the mirrored photos, mirrored back."""
+    mirrored = model(images.flip(-1)).mask_logits.float().softmax(1).flip(-1)
+    return (logits.float().softmax(1) + mirrored) / 2
