@@ -45,3 +45,32 @@ def test_shipped_default_keeps_its_recorded_test_accuracy_in_fp16():
     assert result["n_images"] == 398
     assert result["pixel_accuracy"] == pytest.approx(recorded["pixel_accuracy"], abs=2e-3)
     assert result["miou"] == pytest.approx(recorded["miou"], abs=3e-3)
+
+
+def share_of_edges_inside_patches(mask: np.ndarray, patch_size: int) -> float:
+    """Of the places where the class changes between neighbouring pixels, the share that lies inside
+    a patch rather than on a patch border: 0 for a mosaic of P×P squares."""
+    across = mask[:, 1:] != mask[:, :-1]  # between column j and j + 1
+    down = mask[1:, :] != mask[:-1, :]
+    inside = np.arange(1, mask.shape[1]) % patch_size != 0
+    inside_rows = np.arange(1, mask.shape[0]) % patch_size != 0
+    changes = across.sum() + down.sum()
+    return float((across[:, inside].sum() + down[inside_rows, :].sum()) / max(1, changes))
+
+
+@pytest.mark.parametrize("folder", [p for p in SHIPPED if list_snapshots(p)], ids=lambda p: p.name)
+def test_the_epochs_tab_says_blocky_only_of_models_whose_first_masks_are(folder):
+    """The Epochs tab's explanation follows the head; on the bundled cat photo, the first snapshot's
+    mask is a mosaic of patches exactly when the text says "blocky"."""
+    from vitviz.app.photos import load_photo_rgb
+    from vitviz.views.epochs import mask_explanation
+
+    model = load_model(folder, list_snapshots(folder)[0])
+    cat = load_photo_rgb(Path(__file__).resolve().parents[1] / "vitviz" / "app" / "examples" / "chelsea-cat.png")
+    mask = analyse(model, cat).probs.argmax(0).numpy()
+    inside = share_of_edges_inside_patches(mask, model.cfg.patch_size)
+    explanation = mask_explanation(model.cfg.head, model.cfg.patch_size, model.cfg.out_channels)
+    if "not blocky" in explanation:
+        assert inside > 0.5, f"{folder.name}: {inside:.0%} of the mask's edges lie inside patches"
+    else:
+        assert "are blocky" in explanation and inside < 0.1, f"{folder.name}: {inside:.0%} inside patches"

@@ -13,7 +13,7 @@ from vitviz.training.checkpoint import list_snapshots
 from vitviz.ui.context import AnalysisKey, Context
 from vitviz.ui.lazy import Refresh
 from vitviz.ui.widgets import load_analysis
-from vitviz.views.epochs import (Frame, blocky_explanation, export_gif, final_label, metrics_text, overlay_frame,
+from vitviz.views.epochs import (Frame, export_gif, final_label, mask_explanation, metrics_text, overlay_frame,
                                  progression)
 from vitviz.views.pictures import fit_photo
 
@@ -68,7 +68,8 @@ def build(ctx: Context) -> Refresh:
         analysis = load_analysis(ctx, key, warn=False, lang=lang)
         if analysis is None:
             return nothing_to_show(text("epochs.no_analysis", lang))
-        explanation_text = blocky_explanation(analysis.patch_size, analysis.probs.shape[0], lang)
+        head = ctx.cache.model(key.checkpoint, key.epoch).cfg.head
+        explanation_text = mask_explanation(head, analysis.patch_size, analysis.probs.shape[0], lang)
         if not list_snapshots(key.checkpoint):
             return nothing_to_show(text("epochs.no_snapshots", lang))
         frames = frames_of(key, lang)

@@ -1,7 +1,7 @@
 """The Epochs view: one photo's predicted mask at every saved snapshot of a run, that epoch's
 metrics, and the progression as an animated GIF (the article's blocky-mask GIF, for any photo).
 
-Why early masks are blocky: the per-patch head turns each token into one P·P·C block of logits,
+Why early masks are blocky (for per-patch heads; a skip decoder's are not): the per-patch head turns each token into one P·P·C block of logits,
 and early in training a token only knows whether its patch is mostly pet or mostly background, so
 every pixel of the block gets the same answer. Finer shapes appear as the tokens learn where
 inside their patch the edge runs.
@@ -19,6 +19,7 @@ from PIL import Image
 from vitviz.app.downloads import write_privately
 from vitviz.app.i18n import DEFAULT, class_values, text
 from vitviz.app.inference import Analysis, ModelCache
+from vitviz.model.vit import HEADS
 from vitviz.training.checkpoint import list_snapshots
 from vitviz.views.pictures import caption_band, fit_size, resize
 from vitviz.views.segment import overlay_mask
@@ -118,7 +119,12 @@ def export_gif(frames: list[np.ndarray], labels: list[str], path: str | os.PathL
         file, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0))
 
 
-def blocky_explanation(patch_size: int, out_channels: int, lang: str = DEFAULT) -> str:
-    """Markdown (in `lang`): why the first epochs' masks are made of P×P blocks, with this model's numbers."""
+def mask_explanation(head: str, patch_size: int, out_channels: int, lang: str = DEFAULT) -> str:
+    """Markdown (in `lang`): why this model's early masks look as they do, with its numbers. A
+    per-patch head paints each P×P square from one token, so early masks are mosaics of squares; a
+    head that decodes with the conv stem's feature maps draws outlines finer than a patch from the
+    first epoch, and saying "blocky" of it would be false."""
     p, c = patch_size, out_channels
+    if HEADS[head].uses_stem_features:
+        return text("epochs.smooth", lang, p=p)
     return text("epochs.blocky", lang, p=p, c=c, logits=p * p * c, pixels=p * p)
