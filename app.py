@@ -269,10 +269,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs-dir", default="runs", help="folder of training runs")
     parser.add_argument("--data-root", default=os.environ.get("VITVIZ_DATA"),
                         help="Oxford-IIIT Pet folder (or $VITVIZ_DATA): offers some labeled test photos as examples")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0 lets every "
-                             "computer on your network use the app, without a password)")
-    parser.add_argument("--port", type=int, default=7860)
+    # Like other Gradio apps, GRADIO_SERVER_NAME and GRADIO_SERVER_PORT apply when no flag is given.
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to listen on (default $GRADIO_SERVER_NAME or 127.0.0.1: this computer only; "
+                             "0.0.0.0 lets every computer on your network use the app, without a password)")
+    parser.add_argument("--port", type=int, default=os.environ.get("GRADIO_SERVER_PORT", "7860"),
+                        help="port (default $GRADIO_SERVER_PORT or 7860)")
     parser.add_argument("--share", action="store_true",
                         help="also make a temporary PUBLIC link through gradio.live: anyone with it can use the app")
     parser.add_argument("--allow-remote-training", action="store_true",

@@ -222,6 +222,22 @@ def tiny_values(**changes) -> list:
     return [form[f] for f in (*jobs.MODEL_FIELDS, *jobs.TRAIN_FIELDS)]
 
 
+def test_gradio_server_variables_apply_when_no_flag_is_given(monkeypatch, capsys):
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
+    assert (parse_args([]).host, parse_args([]).port) == ("127.0.0.1", 7860)
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "8080")
+    args = parse_args([])
+    assert (args.host, args.port) == ("0.0.0.0", 8080) and training_locked(args)  # the variable counts as --host
+    assert (parse_args(["--host", "127.0.0.1", "--port", "9000"]).host, parse_args(["--port", "9000"]).port) == (
+        "127.0.0.1", 9000)
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "http")
+    with pytest.raises(SystemExit):
+        parse_args([])
+    assert "invalid int value: 'http'" in capsys.readouterr().err
+
+
 def test_training_is_locked_when_other_computers_can_reach_the_app_unless_its_operator_allows_it():
     for local in ([], ["--host", "localhost"], ["--host", "::1"], ["--host", "127.0.0.1"]):
         assert not training_locked(parse_args(local)), local
