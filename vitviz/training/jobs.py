@@ -217,8 +217,7 @@ def training_cost(model_cfg: ViTConfig, train: TrainConfig) -> TrainingCost:
     token (LayerNorm inputs, q, k, v, the MLP's 4·D hidden layer before and after GELU, …) plus the
     heads · T² attention weights and their dropout mask; conv stems and the skip decoder add their
     feature maps. All in fp32: on a GPU, where training runs in bf16 autocast, this is an upper bound."""
-    with torch.device("meta"):
-        model = SegmentationViT(model_cfg).train()
+    model = ckpt.meta_model(model_cfg).train()
     per_photo = _saved_for_backward(model, 2) - _saved_for_backward(model, 1)
     parameters = model.num_params()
     snapshots = len({epoch for epoch in train.snapshot_epochs if epoch <= train.epochs} | {train.epochs})

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from vitviz.training.data import IGNORE, TRAINING_SPLIT, PetDataset
+from vitviz.training.data import IGNORE, TRAINING_SPLIT, PetDataset, trimap_path
 from vitviz.training.predict import mask_probabilities
 
 
@@ -20,18 +20,18 @@ def pseudo_label(teachers: list, data_root: str | None, threshold: float, batch_
     """Names and (N, S, S) int8 masks of the trainval photos without a trimap, and statistics."""
     size = teachers[0].cfg.image_size
     photos = PetDataset(data_root, TRAINING_SPLIT, size, "none", segmentation=False, training=True)
-    index = [i for i, e in enumerate(photos.entries) if not (photos.root / "annotations" / "trimaps" / f"{e.name}.png").is_file()]
-    masks, kept = [], 0
+    index = [i for i, e in enumerate(photos.entries) if not trimap_path(photos.root, e.name).is_file()]
+    masks = []
     for start in range(0, len(index), batch_size):
         images = torch.stack([photos[i][0] for i in index[start:start + batch_size]]).to(device)
         probs = mask_probabilities(teachers, images, flip=True)
         confidence, label = probs.max(1)
         label[confidence < threshold] = IGNORE
-        kept += int((confidence >= threshold).sum())
         masks.append(label.to(torch.int8).cpu())
     all_masks = torch.cat(masks) if masks else torch.zeros(0, size, size, dtype=torch.int8)
-    counts = torch.bincount((all_masks[all_masks != IGNORE]).long().flatten(), minlength=3).tolist()
-    stats = {"photos": len(index), "kept_pixels": kept / max(1, all_masks.numel()), "class_pixels": counts}
+    kept = all_masks[all_masks != IGNORE].long()
+    stats = {"photos": len(index), "kept_pixels": kept.numel() / max(1, all_masks.numel()),
+             "class_pixels": torch.bincount(kept, minlength=3).tolist()}
     return [photos.entries[i].name for i in index], all_masks, stats
 
 
