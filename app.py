@@ -27,12 +27,12 @@ from vitviz.app.inference import Analysis, ModelCache
 from vitviz.app.malloc import bound_fragmentation, trim_every
 from vitviz.app.photos import MAX_BYTES, PhotoError, load_photo_rgb
 from vitviz.training.checkpoint import CheckpointError
-from vitviz.ui import attention, epochs, journey, positions, segment, tour, train
+from vitviz.ui import attention, epochs, journey, knockout, positions, segment, tour, train
 from vitviz.ui.context import AnalysisKey, Context, PhotoStore
 from vitviz.ui.lazy import lazy, want
 from vitviz.views.pictures import fit_photo
 
-TABS = (segment, journey, positions, attention, epochs)  # a tab's title is the text "shell.tab_<its id>"
+TABS = (segment, journey, positions, attention, knockout, epochs)  # a tab's title is the text "shell.tab_<its id>"
 # System fonts only: the default themes would fetch Google Fonts, and a classroom may be offline.
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 CSS = Path(__file__).parent / "vitviz" / "ui" / "style.css"  # presenter mode, projector-friendly sizes
@@ -144,7 +144,7 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
             photo = load_photo_rgb(examples[index][0])
         except PhotoError as e:
             raise gr.Error(text("shell.bad_example", lang, reason=e), print_exception=False) from None
-        return ctx.photos.put(photo), None
+        return ctx.photos.put(photo, sources.example_truth(examples[index][0])), None
 
     def pick_example(evt: gr.SelectData, lang: str = DEFAULT) -> tuple:
         return use_example(evt.index, lang)

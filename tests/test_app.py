@@ -34,7 +34,8 @@ def tab_labels(demo: gr.Blocks) -> list[str]:
 def test_the_app_builds_with_the_tiny_checkpoint_without_a_server(tiny_checkpoint, tmp_path):
     demo = build_app(checkpoint=tiny_checkpoint, checkpoints_dir=tmp_path / "none", runs_dir=tiny_checkpoint.parent)
     assert isinstance(demo, gr.Blocks) and not demo.is_running
-    assert tab_labels(demo) == ["Segment", "Tensor journey", "Position embeddings", "Attention", "Epochs", "Train"]
+    assert tab_labels(demo) == ["Segment", "Tensor journey", "Position embeddings", "Attention", "Knock-outs", "Epochs",
+                               "Train"]
 
 
 def test_the_app_starts_without_any_checkpoint(tmp_path):

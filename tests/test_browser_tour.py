@@ -68,7 +68,7 @@ def test_the_whole_tour_in_japanese_in_presenter_mode(tiny_checkpoint, tmp_path)
         window_shot(page, "tour-ja-00-presenter")
 
         # 3. The tour: opening it shows step 1 and its tab; Next walks every step to the last.
-        page.locator("#tour").get_by_text(ja("tour.panel")).click()
+        page.locator("#tour").get_by_text(ja("tour.panel", total=len(tour.STEPS))).click()
         progress, step_text = page.locator("#tour-progress"), page.locator("#tour-step")
         for index, step in enumerate(tour.STEPS):
             if index > 0:
@@ -76,6 +76,8 @@ def test_the_whole_tour_in_japanese_in_presenter_mode(tiny_checkpoint, tmp_path)
             expect(progress).to_contain_text(ja("tour.progress", step=index + 1, total=len(tour.STEPS)).strip("*"))
             expect(step_text).to_contain_text(ja(f"tour.{step.name}.title"))
             expect(page.get_by_role("tab", selected=True)).to_have_text(tab_title(step.tab))
+            if step.name == "knockout":  # measured on this photo when the step is shown
+                expect(step_text).to_contain_text("%")
             if step.name == "patches":
                 expect(step_text).to_contain_text("4×4")  # this photo's patch grid, from the forward pass
             if step.name == "training":  # a tab drawn only when shown: it draws now, in Japanese
@@ -83,11 +85,13 @@ def test_the_whole_tour_in_japanese_in_presenter_mode(tiny_checkpoint, tmp_path)
                 expect(page.locator("#epochs-large img")).to_be_visible()
             window_shot(page, f"tour-ja-{index + 1:02d}-{step.name}")
         expect(page.locator("#tour-next")).to_be_disabled()  # the last step
-        screenshot(page, "tour-ja-09-last-step-page")
+        expect(page.locator("#knockout-summary")).to_contain_text(ja("knockout.nothing_off"))  # the last tab, drawn
+        screenshot(page, "tour-ja-10-last-step-page")
 
         page.locator("#tour-back").click()
-        expect(progress).to_contain_text(ja("tour.progress", step=7, total=8).strip("*"))
-        expect(page.get_by_role("tab", selected=True)).to_have_text(tab_title("segment"))
+        last = len(tour.STEPS) - 1
+        expect(progress).to_contain_text(ja("tour.progress", step=last, total=len(tour.STEPS)).strip("*"))
+        expect(page.get_by_role("tab", selected=True)).to_have_text(tab_title(tour.STEPS[last - 1].tab))
 
         presenter.click()  # and off again
         expect(page.locator("body")).not_to_have_class(re.compile(r"\bpresenter\b"), timeout=5_000)

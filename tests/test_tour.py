@@ -12,17 +12,17 @@ from vitviz.views import tour
 PHOTO = np.random.default_rng(3).integers(0, 256, (45, 70, 3), dtype=np.uint8)
 
 
-def test_the_tour_walks_from_the_patches_to_the_training_through_existing_tabs():
+def test_the_tour_walks_from_the_patches_to_the_knock_outs_through_existing_tabs():
     assert [step.name for step in tour.STEPS] == ["patches", "embedding", "position", "attention", "mlp", "head",
-                                                  "mask", "training"]
+                                                  "mask", "training", "knockout"]
     assert {step.tab for step in tour.STEPS} <= {tab_id(module) for module in TABS}
-    assert [tour.clamp(i) for i in (-3, 0, 4, 7, 8, 99)] == [0, 0, 4, 7, 7, 7]
+    assert [tour.clamp(i) for i in (-3, 0, 4, 8, 9, 99)] == [0, 0, 4, 8, 8, 8]
 
 
 @pytest.mark.parametrize("lang", list(i18n.LANGUAGES))
 def test_the_progress_line_says_where_the_step_is(lang):
     line = tour.progress_markdown(2, lang)
-    assert i18n.text("tour.progress", lang, step=3, total=8) in line
+    assert i18n.text("tour.progress", lang, step=3, total=9) in line
     names = [i18n.text(f"tour.{step.name}.name", lang) for step in tour.STEPS]
     assert f"**{names[2]}**" in line and all(name in line for name in names)
 
@@ -32,8 +32,10 @@ def numbers(tiny_checkpoint):
     """The tour's numbers for PHOTO by the tiny model (32 px input, 8 px patches, 2 blocks)."""
     cache = ModelCache()
     analysis = cache.analysis(PHOTO, tiny_checkpoint)
-    cfg = cache.model(tiny_checkpoint).cfg
-    return {lang: tour.facts(analysis, cfg, list_snapshots(tiny_checkpoint), lang) for lang in i18n.LANGUAGES}
+    model = cache.model(tiny_checkpoint)
+    measured = tour.knockout_facts(model, analysis)
+    return {lang: {**tour.facts(analysis, model.cfg, list_snapshots(tiny_checkpoint), lang), **measured}
+            for lang in i18n.LANGUAGES}
 
 
 def test_the_numbers_come_from_the_forward_pass(numbers):
@@ -44,6 +46,7 @@ def test_the_numbers_come_from_the_forward_pass(numbers):
     assert facts["snapshots"] == "1, 2"
     assert facts["shares"].startswith("pet ") and facts["shares"].count("%") == 3
     assert numbers["zh"]["shares"].startswith("宠物 ")
+    assert facts["block"] in (1, 2) and 0 <= facts["position"] <= 1 and 0 <= facts["block_share"] <= 1
 
 
 @pytest.mark.parametrize("lang", list(i18n.LANGUAGES))

@@ -5,7 +5,7 @@ Each run's metrics.json (command, commit, device, wall time, per-epoch curve, fi
 copied to `<out>/<run name>.json`, where the app and the README read them, and a Markdown table
 is printed: baseline, change from it, pixel accuracy, mean IoU, parameters, train time, device.
 A run is compared with the baseline run of its preset (`BASELINES`): the article's suspects with
-`seed-small`, changes to the shipped recipe with `default-skip`. The epoch rows (10, 25) of
+`seed-small`, changes to the previous recipe with `default-skip`, the hybrid recipe's ablations (`scripts/ablate_hybrid.sh`) with `hybrid`. The epoch rows (10, 25) of
 `seed-small` come from its own curve: its StepLR schedule and per-epoch seeding make epoch k of a
 long run identical to a k-epoch run.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 from vitviz.model.vit import ViTConfig
 from vitviz.training.presets import TrainConfig
 
-BASELINES = ("seed-small", "default-skip")  # preset → the run of that preset unchanged (same name)
+BASELINES = ("seed-small", "default-skip", "hybrid")  # preset → the run of that preset unchanged (same name)
 EPOCH_ROWS_FROM = "seed-small"
 DEFAULTS = {"model": ViTConfig().to_dict(), "train": dataclasses.asdict(TrainConfig())}  # of fields a config lacks  # a step schedule: epoch k of its run is a k-epoch run
 

@@ -9,7 +9,7 @@ import numpy as np
 from vitviz.app.i18n import DEFAULT, text
 from vitviz.app.photos import PhotoError, load_photo_rgb
 from vitviz.training.checkpoint import list_snapshots
-from vitviz.training.data import labeled, read_split, resolve_root
+from vitviz.training.data import labeled, read_split, read_trimap, resolve_root, trimap_path
 from vitviz.views.epochs import final_label
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
@@ -90,6 +90,16 @@ def dataset_examples(data_root: str | os.PathLike | None, count: int = 8) -> lis
     entries = labeled(root, read_split(root, "test"))
     step = max(1, len(entries) // count)
     return [(root / "images" / f"{e.name}.jpg", e.breed_name) for e in entries[::step][:count]]
+
+
+def example_truth(path: str | os.PathLike) -> np.ndarray | None:
+    """The trimap of a photo read from a data set's `images/` folder, as (H, W) class indices
+    (IGNORE where unknown); None for any other photo or one without a trimap."""
+    path = Path(path)
+    if path.parent.name != "images":
+        return None
+    trimap = trimap_path(path.parent.parent, path.stem)
+    return read_trimap(trimap).numpy() if trimap.is_file() else None
 
 
 def with_thumbnails(examples: list[tuple[Path, str]], size: int = 160) -> list[tuple[Path, str, np.ndarray]]:

@@ -3,6 +3,9 @@
 Fused attention (`scaled_dot_product_attention`) never materialises the (T, T) weights, which
 is why hook-based explainers break on it. Here the same module computes softmax(q kᵀ / √d_h)
 by hand when asked, and a test proves both paths give the same output.
+
+A head mask switches heads off (`vitviz.model.knockout`): the output is the sum over heads of
+W_h·o_h + b/H, and a switched-off head leaves no term, not even its share of the bias.
 """
 
 import torch
@@ -23,8 +26,10 @@ class MultiHeadSelfAttention(nn.Module):
         self.attn_dropout = nn.Dropout(dropout)
         self.proj_dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x: (B, T, D) → (B, T, D), and the weights (B, heads, T, T) when `need_weights`."""
+    def forward(self, x: torch.Tensor, need_weights: bool = False,
+                head_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: (B, T, D) → (B, T, D), and the weights (B, heads, T, T) when `need_weights`.
+        `head_mask`: (heads,) of 1 (on) and 0 (off), or None for all heads on."""
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         weights = None
@@ -34,5 +39,11 @@ class MultiHeadSelfAttention(nn.Module):
             out = self.attn_dropout(weights) @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        if head_mask is not None:
+            head_mask = head_mask.to(out)
+            out = out * head_mask.view(1, -1, 1, 1)
         out = out.transpose(1, 2).reshape(b, t, d)  # concatenate the heads
-        return self.proj_dropout(self.proj(out)), weights
+        if head_mask is None:
+            return self.proj_dropout(self.proj(out)), weights
+        bias = self.proj.bias * head_mask.mean()  # the heads that are on keep their shares
+        return self.proj_dropout(F.linear(out, self.proj.weight, bias)), weights

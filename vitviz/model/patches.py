@@ -43,7 +43,16 @@ def conv_bn_gelu(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(out_ch), nn.GELU())
 
 
-class LinearPatchEmbed(nn.Module):
+class PatchEmbed(nn.Module):
+    """What every tokenizer offers: `forward(images, trace)` → tokens (B, N, D), and
+    `forward_with_skips`, which also returns the feature maps a skip decoder reads (finest first;
+    none for a tokenizer that maps pixels to tokens in one step)."""
+
+    def forward_with_skips(self, images: torch.Tensor, trace=None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return self(images, trace), []
+
+
+class LinearPatchEmbed(PatchEmbed):
     """The reference tokenizer: patchify, then one nn.Linear(P·P·C → D) shared by all patches."""
 
     def __init__(self, patch_size: int, in_channels: int, embed_dim: int):
@@ -60,7 +69,7 @@ class LinearPatchEmbed(nn.Module):
         return tokens
 
 
-class ConvPatchEmbed(nn.Module):
+class ConvPatchEmbed(PatchEmbed):
     """Conv2d(kernel = stride = P): the same map as `LinearPatchEmbed` in a single call (brief §3)."""
 
     def __init__(self, patch_size: int, in_channels: int, embed_dim: int):
@@ -77,7 +86,7 @@ class ConvPatchEmbed(nn.Module):
         return tokens
 
 
-class ConvStemPatchEmbed(nn.Module):
+class ConvStemPatchEmbed(PatchEmbed):
     """A small convolutional tokenizer (as in CCT / "early convolutions help transformers see"):
     stride-2 3x3 convolutions halve the resolution until each token covers P×P pixels.
     It still yields one D-vector per P×P patch, so every view of the model stays the same."""

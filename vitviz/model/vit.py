@@ -3,10 +3,12 @@
 image ─ BatchNorm ─ patches ─ patch embedding ─ + position ─ L × [pre-norm attention, MLP]
       ─ per-patch head (P·P·C logits) ─ patches back to a C-channel mask
 
-Options are arguments of `ViTConfig`, not forks of the code: the tokenizer (linear, conv or conv
-stem), the position embedding (learned, sin1d, sin2d, none), an optional class token with a
-classification head, and a linear or MLP segmentation head. The patch grid is always derived
-from the input, so a model trained at 128 px runs at 192 or 256 px too.
+Options are arguments of `ViTConfig`, not forks of the code: the tokenizer (linear, conv or a conv
+stem, `PATCH_EMBEDS`), the position embedding (learned, sin1d, sin2d, none: `posembed.KINDS`), an
+optional class token with a classification head, and the segmentation head (`HEADS`: linear, MLP,
+or a U-Net-style decoder fed by the conv stem). The patch grid is always derived from the input,
+so a model trained at 128 px runs at 192 or 256 px too. A `KnockOut` switches parts off for one
+pass (`vitviz.model.knockout`).
 """
 
 from dataclasses import asdict, dataclass, fields
@@ -17,6 +19,7 @@ from torch import nn
 
 from vitviz.model.attention import MultiHeadSelfAttention
 from vitviz.model.decoder import SkipDecoder
+from vitviz.model.knockout import INTACT_BLOCK, NOTHING, BlockKnockOut, KnockOut
 from vitviz.model.patches import PATCH_EMBEDS, ConvStemPatchEmbed, grid_size, unpatchify
 from vitviz.model.posembed import PositionEmbedding, position_kind
 from vitviz.model.trace import Trace
@@ -97,19 +100,45 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(cfg.embed_dim)
         self.mlp = MLP(cfg.embed_dim, int(cfg.embed_dim * cfg.mlp_ratio), cfg.dropout)
 
-    def forward(self, x: torch.Tensor, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, weights = self.attn(self.norm1(x), need_weights)
-        x = x + attended  # communication: every patch gathers from every other patch
-        x = x + self.mlp(self.norm2(x))  # computation: each patch on its own
+    def forward(self, x: torch.Tensor, need_weights: bool = False,
+                off: BlockKnockOut = INTACT_BLOCK) -> tuple[torch.Tensor, torch.Tensor | None]:
+        weights = None
+        if not off.attention:
+            attended, weights = self.attn(self.norm1(x), need_weights, off.heads)
+            x = x + attended  # communication: every patch gathers from every other patch
+        if not off.mlp:
+            x = x + self.mlp(self.norm2(x))  # computation: each patch on its own
         return x, weights
+
+
+def _decode_per_patch(head: nn.Module, tokens: torch.Tensor, grid: tuple[int, int], skips: list[torch.Tensor],
+                      size: tuple[int, int], trace: Trace | None) -> torch.Tensor:
+    """Each token → its P·P·C block of logits, the blocks laid back on the grid: the reference head."""
+    patch_logits = head(tokens)
+    mask = unpatchify(patch_logits, size[0] // grid[0], grid)
+    if trace is not None:
+        trace.add(7, "output projection", patch_logits, "B N PPC", head)
+        trace.add(8, "patches → mask", mask, "B C H W")
+    return mask
+
+
+def _decode_with_skips(head: SkipDecoder, tokens: torch.Tensor, grid: tuple[int, int], skips: list[torch.Tensor],
+                       size: tuple[int, int], trace: Trace | None) -> torch.Tensor:
+    mask = head(tokens, grid, skips, size, trace)
+    if trace is not None:
+        trace.add(8, "mask logits", mask, "B C H W", head.out)
+    return mask
 
 
 @dataclass(frozen=True)
 class HeadKind:
-    """One kind of segmentation head (`ViTConfig.head`). Per-patch heads map each token to its
-    P·P·C block of logits; a head that `uses_stem_features` upsamples with the conv stem's maps."""
+    """One kind of segmentation head (`ViTConfig.head`): how to build it and how it turns the
+    patch tokens into mask logits. A head that `uses_stem_features` upsamples with the conv
+    stem's feature maps, so it needs a conv-stem tokenizer."""
 
     build: Callable[["ViTConfig", nn.Module], nn.Module]  # (config, patch embedding) → the head
+    # (head, tokens (B, N, D), grid, stem feature maps, image size, trace) → logits (B, C, H, W)
+    decode: Callable[..., torch.Tensor] = _decode_per_patch
     uses_stem_features: bool = False
 
 
@@ -122,7 +151,7 @@ HEADS: dict[str, HeadKind] = {
     "mlp": HeadKind(lambda cfg, _: nn.Sequential(nn.Linear(cfg.embed_dim, cfg.embed_dim), nn.GELU(),
                                                  nn.Linear(cfg.embed_dim, _patch_logits(cfg)))),
     "skip": HeadKind(lambda cfg, embed: SkipDecoder(cfg.embed_dim, embed.widths[:-1], cfg.out_channels),
-                     uses_stem_features=True),
+                     _decode_with_skips, uses_stem_features=True),
 }
 
 
@@ -147,35 +176,43 @@ class SegmentationViT(nn.Module):
         if self.class_token is not None:
             nn.init.trunc_normal_(self.class_token, std=0.02)
 
-    def forward(self, images: torch.Tensor, trace: Trace | None = None) -> ViTOutput:
+    def forward(self, images: torch.Tensor, trace: Trace | None = None, knockout: KnockOut = NOTHING) -> ViTOutput:
         """images: (B, C, H, W) with H, W multiples of the patch size. Pass a `Trace` to record
-        every stage and every layer's per-head attention weights (explicit attention path)."""
+        every stage and every layer's per-head attention weights (explicit attention path), or a
+        `KnockOut` to switch parts of the model off (`vitviz.model.knockout`)."""
+        if knockout:
+            if trace is not None:
+                raise ValueError("a Trace records the model as trained: trace without a knock-out")
+            knockout.check(self.cfg.depth, self.cfg.num_heads)
         note = trace.add if trace is not None else _ignore
         grid = grid_size(images.shape[-2:], self.cfg.patch_size)
 
         x = self.input_norm(images)
         note(1, "input BatchNorm", x, "B C H W", self.input_norm)
+        # (B, N, D); the tokenizer notes its own steps 2 and 3. A conv stem also hands over its
+        # feature maps, for a decoder that reads them.
+        x, stem_features = self.patch_embed.forward_with_skips(x, trace)
 
-        if HEADS[self.cfg.head].uses_stem_features:  # keep the conv stem's feature maps for the decoder
-            x, skips = self.patch_embed.forward_with_skips(x, trace)
-        else:
-            x = self.patch_embed(x, trace)  # (B, N, D); the tokenizer notes its own steps 2 and 3
-
-        pos = self.pos_embed.table(grid)
+        order = knockout.permutation(x.shape[1])  # None unless the knock-out shuffles the tokens
+        if order is not None and knockout.shuffle == "before_position":
+            x = x[:, order]
+        pos = None if knockout.position else self.pos_embed.table(grid)
         if pos is not None:
             pos = pos.to(device=x.device, dtype=x.dtype)  # sinusoidal tables are built on the CPU
             note(4, "position embedding", pos, "N D", self.pos_embed)
             x = x + pos
             note(5, "patch + position", x, "B N D")
+        if order is not None and knockout.shuffle == "after_position":
+            x = x[:, order]
         if self.class_token is not None:
             cls = self.class_token.expand(x.shape[0], -1, -1)
-            if self.pos_embed.class_weight is not None:
+            if self.pos_embed.class_weight is not None and not knockout.position:
                 cls = cls + self.pos_embed.class_weight
             x = torch.cat([cls, x], dim=1)
             note(5, "prepend class token", x, "B T D", self.class_token)
 
         for i, block in enumerate(self.blocks):
-            x, weights = block(x, need_weights=trace is not None)
+            x, weights = block(x, need_weights=trace is not None, off=knockout.block(i, self.cfg.num_heads))
             note(6, f"encoder block {i + 1}", x, "B T D", block)
             if trace is not None and trace.keep_tensors:
                 trace.attentions.append(weights.detach().float().cpu())
@@ -186,14 +223,10 @@ class SegmentationViT(nn.Module):
             class_logits = self.class_head(x[:, 0])
             note(7, "class head", class_logits, "B K", self.class_head)
 
-        if HEADS[self.cfg.head].uses_stem_features:
-            mask = self.seg_head(x[:, n_cls:], grid, skips, images.shape[-2:], trace)
-            note(8, "mask logits", mask, "B C H W", self.seg_head.out)
-        else:
-            patch_logits = self.seg_head(x[:, n_cls:])
-            note(7, "output projection", patch_logits, "B N PPC", self.seg_head)
-            mask = unpatchify(patch_logits, self.cfg.patch_size, grid)
-            note(8, "patches → mask", mask, "B C H W")
+        tokens = x[:, n_cls:]
+        if order is not None:
+            tokens = tokens[:, order.argsort()]  # every patch back in its place, so its mask is drawn there
+        mask = HEADS[self.cfg.head].decode(self.seg_head, tokens, grid, stem_features, images.shape[-2:], trace)
         return ViTOutput(mask, class_logits)
 
     def num_params(self) -> int:

@@ -7,6 +7,7 @@ costs one more forward pass. `vitviz.evaluate` (unless `--no-flip`), the app and
 
 import torch
 
+from vitviz.model.knockout import NOTHING, KnockOut
 from vitviz.model.vit import SegmentationViT
 
 
@@ -24,8 +25,10 @@ def mask_probabilities(models: SegmentationViT | list[SegmentationViT], images: 
 
 
 @torch.no_grad()
-def flip_averaged(model: SegmentationViT, images: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+def flip_averaged(model: SegmentationViT, images: torch.Tensor, logits: torch.Tensor,
+                  knockout: KnockOut = NOTHING) -> torch.Tensor:
     """The mean of the probabilities of `logits` (the model's answer for `images`, already computed,
-    e.g. by a traced pass) and of the model's answer for the mirrored photos, mirrored back."""
-    mirrored = model(images.flip(-1)).mask_logits.float().softmax(1).flip(-1)
+    e.g. by a traced pass) and of the model's answer for the mirrored photos, mirrored back (with
+    the same parts switched off as `logits`, when they come from a knock-out)."""
+    mirrored = model(images.flip(-1), knockout=knockout).mask_logits.float().softmax(1).flip(-1)
     return (logits.float().softmax(1) + mirrored) / 2

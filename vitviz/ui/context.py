@@ -47,24 +47,33 @@ class AnalysisKey:
 
 class PhotoStore:
     """Decoded photos by id, shared by all sessions (so a State holds only a short key); bounded
-    by their number and their memory, the newest photo always kept."""
+    by their number and their memory, the newest photo always kept. A photo of the data set keeps
+    its trimap beside it (its "truth"), so views can score the model on it."""
 
     def __init__(self, capacity: int = 64, max_bytes: int = 1 << 30):
-        self._photos: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._photos: OrderedDict[str, tuple[np.ndarray, np.ndarray | None]] = OrderedDict()
         self._capacity, self._max_bytes = capacity, max_bytes
         self._lock = threading.Lock()
 
-    def put(self, photo: np.ndarray) -> str:
+    def put(self, photo: np.ndarray, truth: np.ndarray | None = None) -> str:
+        """Keep `photo` (and its (H, W) class indices `truth`, when known); → its id."""
         pid = photo_id(photo)
         with self._lock:
-            self._photos[pid] = photo
+            self._photos[pid] = photo, truth
             self._photos.move_to_end(pid)
-            while len(self._photos) > 1 and (len(self._photos) > self._capacity or
-                                             sum(p.nbytes for p in self._photos.values()) > self._max_bytes):
+            while len(self._photos) > 1 and (len(self._photos) > self._capacity or sum(
+                    sum(a.nbytes for a in kept if a is not None) for kept in self._photos.values()) > self._max_bytes):
                 self._photos.popitem(last=False)
         return pid
 
     def get(self, photo_id: str, lang: str = DEFAULT) -> np.ndarray:
+        return self._kept(photo_id, lang)[0]
+
+    def truth(self, photo_id: str, lang: str = DEFAULT) -> np.ndarray | None:
+        """The photo's trimap as class indices (IGNORE where unknown), or None for a photo without one."""
+        return self._kept(photo_id, lang)[1]
+
+    def _kept(self, photo_id: str, lang: str) -> tuple[np.ndarray, np.ndarray | None]:
         with self._lock:
             if photo_id not in self._photos:
                 raise gr.Error(text("shell.photo_gone", lang))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from vitviz.app.i18n import DEFAULT
+from vitviz.app.i18n import DEFAULT, text
 from vitviz.training.checkpoint import list_snapshots
 from vitviz.ui.context import AnalysisKey, Context
 from vitviz.ui.lazy import Refresh
@@ -26,7 +26,8 @@ class Tour:
 
 def build(ctx: Context) -> Tour:
     step = gr.State(0)  # the index of the step shown, in tour.STEPS
-    with ctx.localized(gr.Accordion, {"label": "tour.panel"}, open=False, elem_id="tour") as accordion:
+    with ctx.localized(gr.Accordion, {"label": lambda lang: text("tour.panel", lang, total=len(tour.STEPS))},
+                       open=False, elem_id="tour") as accordion:
         progress = gr.Markdown(tour.progress_markdown(0, DEFAULT), elem_id="tour-progress")
         explanation = gr.Markdown(tour.step_markdown(0, DEFAULT, None), elem_id="tour-step")
         with gr.Row():
@@ -42,6 +43,8 @@ def build(ctx: Context) -> Tour:
         if analysis is not None:
             model = ctx.cache.model(key.checkpoint, key.epoch)  # loaded for the analysis: a cache hit
             numbers = tour.facts(analysis, model.cfg, list_snapshots(key.checkpoint), lang)
+            if tour.STEPS[index].name == "knockout":  # measured, so only for the step on screen
+                numbers |= tour.knockout_facts(model, analysis)
         return tour.progress_markdown(index, lang), tour.step_markdown(index, lang, numbers)
 
     def go_to(key: AnalysisKey | None, index: int, lang: str) -> tuple:

@@ -74,17 +74,24 @@ def patch_in_grid(patch: int | None, grid: tuple[int, int]) -> int:
 
 def clicked_patch(index: Any, shown: tuple[int, int], grid: tuple[int, int], lang: str = DEFAULT) -> int | None:
     """The patch under a click on a picture shown at `shown` (height, width), from the click's
-    `gr.SelectData.index`: the one place where the tabs' clicks become patches. Anything but two
-    finite numbers (["a", "b"], [1], "xyz", None, NaN) is refused; a click outside the picture (an
-    edge pixel that a browser rounds out) gets a warning and None, and the tab draws nothing new."""
-    if not (isinstance(index, (list, tuple)) and len(index) == 2 and all(map(_finite, index))):
-        raise gr.Error(text("shell.bad_click", lang, index=reprlib.repr(index)), print_exception=False)
+    `gr.SelectData.index`: the one place where the tabs' clicks become patches. A click outside
+    the picture (an edge pixel that a browser rounds out) gets a warning and None, and the tab
+    draws nothing new."""
+    x, y = click_point(index, lang)
     height, width = shown
     try:
-        return click_to_patch(index[0], index[1], width, height, grid)
+        return click_to_patch(x, y, width, height, grid)
     except ValueError as e:
         gr.Warning(text("shell.click_outside", lang, reason=e))
         return None
+
+
+def click_point(index: Any, lang: str = DEFAULT) -> tuple[float, float]:
+    """(x, y) of a click on a picture, from `gr.SelectData.index`; anything but two finite numbers
+    (["a", "b"], [1], "xyz", None, NaN) is refused."""
+    if not (isinstance(index, (list, tuple)) and len(index) == 2 and all(map(_finite, index))):
+        raise gr.Error(text("shell.bad_click", lang, index=reprlib.repr(index)), print_exception=False)
+    return index[0], index[1]
 
 
 def whole_number(value: Any, low: int, high: int, what: str, lang: str = DEFAULT) -> int:
@@ -107,6 +114,26 @@ def one_of(value: Any, choices: Sequence[str], what: str, lang: str = DEFAULT) -
         raise gr.Error(text("shell.bad_choice", lang, what=what, choices=", ".join(choices),
                             value=reprlib.repr(value)), print_exception=False)
     return value
+
+
+def flag(value: Any, what: str, lang: str = DEFAULT) -> bool:
+    """A checkbox's value: True or False, else refused, naming `what`."""
+    if not isinstance(value, bool):
+        raise gr.Error(text("shell.bad_choice", lang, what=what, choices="true, false", value=reprlib.repr(value)),
+                       print_exception=False)
+    return value
+
+
+def some_of(values: Any, choices: Sequence, what: str, lang: str = DEFAULT) -> list:
+    """`values` when it is a list of `choices` (a checkbox group's values), else refused, naming `what`.
+    A value kept from another checkpoint's choices (block 6 of a 4-block model) is dropped, not refused."""
+    if values is None:
+        return []
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, (str, int)) and not isinstance(v, bool)
+                                                        for v in values):
+        raise gr.Error(text("shell.bad_choice", lang, what=what, choices=", ".join(map(str, choices)),
+                            value=reprlib.repr(values)), print_exception=False)
+    return [v for v in values if v in choices]
 
 
 def _finite(value: Any) -> bool:
