@@ -4,18 +4,23 @@ Deterministic (eval mode, resize only) over the split's labeled photos. Each pho
 are averaged with its mirror image's (test-time augmentation), as the app's masks are; `--no-flip`
 scores one forward pass, as the training curve does. `--small-pets` adds the wide-scene stand-in
 of `vitviz.training.smallpets` (pet IoU of the photos shrunk onto a grey and onto a mirrored canvas).
+`--record` keeps the result in the checkpoint's metrics.json under "evaluation", with the command
+and the photos the model was trained on, counted in the same data folder: the app's Segment tab
+quotes it to set expectations.
 """
 
 import argparse
 import json
+import shlex
 import sys
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from vitviz.train import evaluate_model, pick_device
-from vitviz.training.checkpoint import CheckpointError, load_model, read_config
-from vitviz.training.data import PetDataset
+from vitviz.train import evaluate_model, git_commit, pick_device
+from vitviz.training.checkpoint import CheckpointError, atomic_write_json, load_model, read_config
+from vitviz.training.data import TRAINING_SPLIT, PetDataset, labeled, read_split, resolve_root
 from vitviz.training.smallpets import small_pet_scores
 
 
@@ -55,6 +60,29 @@ def evaluate(checkpoint: str, data_root: str | None, split: str = "test", epoch:
     return out
 
 
+def training_photos(checkpoint: str, data_root: str | None) -> dict:
+    """How many trainval photos the checkpoint's recipe trained on, counted in `data_root`: those
+    with a trimap (times its label fraction) and, when it used them, those without."""
+    train = read_config(checkpoint)["train"]
+    root = resolve_root(data_root)
+    entries = read_split(root, TRAINING_SPLIT)
+    with_trimap = len(labeled(root, entries))
+    fraction = train.get("label_fraction", 1.0)
+    used = len(range(0, with_trimap, max(1, round(1 / fraction)))) if fraction < 1 else with_trimap  # as PetDataset
+    without = len(entries) - with_trimap if train.get("use_unlabeled") or train.get("pseudo_labels") else 0
+    return {"with_trimap": used, "without_trimap": without}
+
+
+def record(checkpoint: str, result: dict, data_root: str | None, argv: list[str]) -> None:
+    """Keep `result` in the checkpoint's metrics.json, under "evaluation"."""
+    path = Path(checkpoint) / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["evaluation"] = {**{k: v for k, v in result.items() if k != "checkpoint"},
+                             "command": shlex.join(["python", "-m", "vitviz.evaluate", *argv]),
+                             "commit": git_commit(), "training_photos": training_photos(checkpoint, data_root)}
+    atomic_write_json(path, metrics)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vitviz.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="checkpoint or run folder")
@@ -66,10 +94,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="average each photo's probabilities with its mirror image's, as the app does")
     parser.add_argument("--small-pets", action="store_true", help="also score the photos shrunk to 10-50%% of the frame")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--record", action="store_true",
+                        help="keep the result in the checkpoint's metrics.json (final weights only)")
     args = parser.parse_args(argv)
+    if args.record and args.epoch is not None:
+        parser.error("--record keeps the scores of the final weights: leave out --epoch")
     try:
         result = evaluate(args.checkpoint, args.data_root, args.split, args.epoch, args.device,
                           flip=args.flip, small_pets=args.small_pets)
+        if args.record:
+            record(args.checkpoint, result, args.data_root, sys.argv[1:] if argv is None else argv)
     except (CheckpointError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
