@@ -62,15 +62,17 @@ def evaluate(checkpoint: str, data_root: str | None, split: str = "test", epoch:
 
 def training_photos(checkpoint: str, data_root: str | None) -> dict:
     """How many trainval photos the checkpoint's recipe trained on, counted in `data_root`: those
-    with a trimap (times its label fraction) and, when it used them, those without."""
+    with a trimap (times its label fraction, and of how many breeds) and, when it used them, those
+    without."""
     train = read_config(checkpoint)["train"]
     root = resolve_root(data_root)
     entries = read_split(root, TRAINING_SPLIT)
-    with_trimap = len(labeled(root, entries))
+    masked = labeled(root, entries)
+    with_trimap = len(masked)
     fraction = train.get("label_fraction", 1.0)
     used = len(range(0, with_trimap, max(1, round(1 / fraction)))) if fraction < 1 else with_trimap  # as PetDataset
     without = len(entries) - with_trimap if train.get("use_unlabeled") or train.get("pseudo_labels") else 0
-    return {"with_trimap": used, "without_trimap": without}
+    return {"with_trimap": used, "breeds_with_trimap": len({e.breed for e in masked}), "without_trimap": without}
 
 
 def record(checkpoint: str, result: dict, data_root: str | None, argv: list[str]) -> None:
