@@ -173,37 +173,34 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
     with gr.Blocks(title="vitviz", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
         ctx.analysis = gr.State(None)
         photo_id = gr.State(None)
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=5):
-                ctx.localized(gr.Markdown, {"value": "shell.intro"}, elem_id="intro")
-            with gr.Column(scale=2, min_width=240):
-                ctx.language = ctx.localized(gr.Radio, {"label": "shell.language"}, elem_id="language",
-                                             choices=[(name, code) for code, name in LANGUAGES.items()], value=DEFAULT)
-                presenter = ctx.localized(gr.Checkbox, {"label": "shell.presenter"}, value=False, elem_id="presenter")
+        # The pickers live in a sidebar, so that the tabs, and each tab's main picture, start at the
+        # top of the window (at 1440×900, and at 1280×720 in presenter mode).
+        with gr.Sidebar(width=300, elem_id="pickers"):
+            ctx.language = ctx.localized(gr.Radio, {"label": "shell.language"}, elem_id="language",
+                                         choices=[(name, code) for code, name in LANGUAGES.items()], value=DEFAULT)
+            presenter = ctx.localized(gr.Checkbox, {"label": "shell.presenter"}, value=False, elem_id="presenter")
+            upload = ctx.localized(gr.File, {"label": "shell.upload"}, file_types=["image"], height=110,
+                                   elem_id="upload")
+            gallery = ctx.localized(gr.Gallery, {"label": "shell.examples"},
+                                    value=[(thumb, caption) for _, caption, thumb in examples], columns=2,
+                                    height=220, allow_preview=False, object_fit="cover", format="png",
+                                    elem_id="examples")
+            checkpoint_dd = ctx.localized(gr.Dropdown, {"label": "shell.checkpoint"}, choices=list(found),
+                                          value=start_name)
+            epoch_dd = ctx.localized(gr.Dropdown, {"label": "shell.epoch"}, choices=sources.epoch_choices(start),
+                                     value=sources.FINAL)
+            status = gr.Markdown(elem_id="status")
+            rescan_btn = ctx.localized(gr.Button, {"value": "shell.rescan"}, size="sm", variant="secondary")
+            preview = ctx.localized(gr.Image, {"label": "shell.preview"}, interactive=False, height=130,
+                                    format="png", buttons=[], elem_id="preview")
+        ctx.localized(gr.Markdown, {"value": "shell.intro"}, elem_id="intro")
         browser_language = gr.Textbox(visible=False)  # navigator.language, read when the page loads
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=2, min_width=200):
-                upload = ctx.localized(gr.File, {"label": "shell.upload"}, file_types=["image"], height=120,
-                                       elem_id="upload")
-                preview = ctx.localized(gr.Image, {"label": "shell.preview"}, interactive=False, height=150,
-                                        format="png", buttons=[])
-            with gr.Column(scale=4):
-                gallery = ctx.localized(gr.Gallery, {"label": "shell.examples"},
-                                        value=[(thumb, caption) for _, caption, thumb in examples], columns=6,
-                                        height=230, allow_preview=False, object_fit="cover", format="png")
-            with gr.Column(scale=3, min_width=240):
-                checkpoint_dd = ctx.localized(gr.Dropdown, {"label": "shell.checkpoint"}, choices=list(found),
-                                              value=start_name)
-                epoch_dd = ctx.localized(gr.Dropdown, {"label": "shell.epoch"}, choices=sources.epoch_choices(start),
-                                         value=sources.FINAL)
-                status = gr.Markdown()
-                rescan_btn = ctx.localized(gr.Button, {"value": "shell.rescan"}, size="sm", variant="secondary")
         ctx.localized(gr.Markdown, {"value": notes_text}, visible=bool(notes))
 
         guide = tour.build(ctx)
         views = [lazy(guide.refresh, None, ctx.analysis)]  # the tour quotes the photo's numbers: redrawn too
         shown_tab = gr.State(tab_id(TABS[0]))  # the tab on screen: tabs draw only there
-        with gr.Tabs() as tab_bar:
+        with gr.Tabs(overflow_behavior="wrap") as tab_bar:  # every tab title on screen, never in a menu
             for module in TABS:
                 with ctx.localized(gr.Tab, {"label": f"shell.tab_{tab_id(module)}"}, id=tab_id(module)):
                     built = module.build(ctx)

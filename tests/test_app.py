@@ -95,7 +95,7 @@ def tabs(tiny_checkpoint):
 
 def test_every_tab_returns_one_value_per_output_with_and_without_an_analysis(tabs):
     ctx, refreshes, key = tabs
-    inputs = {"segment": [0.5], "journey": [None], "epochs": []}
+    inputs = {"segment": [0.5, False], "journey": [None], "epochs": []}
     for name, refresh in refreshes.items():
         for k in (key, None):
             assert len(drawn(refresh, k, *inputs[name])) == len(refresh.outputs), name
@@ -103,7 +103,7 @@ def test_every_tab_returns_one_value_per_output_with_and_without_an_analysis(tab
 
 def test_the_segment_tab_draws_the_overlay_at_the_photos_size(tabs):
     ctx, refreshes, key = tabs
-    photo, overlay, shares, *maps, guess, note = drawn(refreshes["segment"], key, 0.5)
+    photo, overlay, shares, expect, *maps, guess, note = drawn(refreshes["segment"], key, 0.5, False)
     for path in (photo, overlay):  # PNG files, quick to encode: lossless, at the photo's size
         with Image.open(path) as png:
             assert png.format == "PNG" and np.asarray(png).shape == PHOTO.shape
@@ -111,6 +111,7 @@ def test_the_segment_tab_draws_the_overlay_at_the_photos_size(tabs):
         assert np.array_equal(np.asarray(png), PHOTO)
     assert "70×45" in shares and len(maps) == 3
     assert "no class-token head" in note
+    assert "its last epoch got" in expect and "one forward pass" in expect  # a run not evaluated with --record
 
 
 def test_the_journey_tab_starts_on_the_centre_patch_and_lists_every_stage(tabs):
@@ -193,7 +194,7 @@ def test_a_class_token_run_with_one_snapshot(tiny_class_checkpoint):
     key = AnalysisKey(ctx.photos.put(PHOTO), str(tiny_class_checkpoint), None)
     _, strip, slider, *_ = drawn(refresh_epochs, key)
     assert len(strip) == 1 and slider == gr.update(visible=False)  # a slider needs two positions
-    *_, guess, note = drawn(refresh_segment, key, 0.5)
+    *_, guess, note = drawn(refresh_segment, key, 0.5, False)
     assert guess["visible"] and len(guess["value"]) == 4  # the tiny dataset has 4 breeds
     assert set(guess["value"]) == {"Tabby", "Siamese", "beagle", "pug"}
     assert abs(sum(guess["value"].values()) - 1) < 1e-5

@@ -258,7 +258,8 @@ def test_attention_tab_builds_and_refreshes(which, request):
     assert len(out) == len(refresh.outputs)
     patch, photo = out[0], out[1]
     assert patch == am.centre_patch((4, 4)) and photo.shape == (45, 61, 3)
-    assert len(out[-1].data) == 2  # the distance chart: one trace per head
+    assert len(out[-2].data) == 2  # the distance chart: one trace per head
+    assert out[-1].startswith("**Measured on this photo:**")  # whether the heads are local, from their distances
     class_note, class_map = out[6], out[7]
     assert ("no class token" in class_note) == (which == "tiny_checkpoint")
     assert class_map["visible"] == (which == "tiny_class_checkpoint")  # no empty box without a class token

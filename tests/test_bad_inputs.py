@@ -328,7 +328,7 @@ def test_malformed_controls_of_the_attention_tab_get_one_line(app, write):
     for layer, shown in ((-5, 1), (0, 1), (1.4, 1), (10**6, depth), (1e300, depth)):
         status = handlers["on_control"](key, 0, layer, "key", "global")[2]
         assert f"layer {shown} of {depth}" in status, (layer, status)
-        assert handlers["refresh"](key, 0, layer, "key", "global")[-2]["value"] == shown  # the slider, put right
+        assert handlers["refresh"](key, 0, layer, "key", "global")[-3]["value"] == shown  # the slider, put right
     assert handlers["on_control"](key, 5, 2, "query", "local")[0] == 5  # the tab still works
 
 

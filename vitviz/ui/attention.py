@@ -14,16 +14,16 @@ from vitviz.app.i18n import DEFAULT, text
 from vitviz.app.inference import Analysis
 from vitviz.ui.context import AnalysisKey, Context, localized_choices
 from vitviz.ui.lazy import Refresh
-from vitviz.ui.widgets import (HIDE_SAVED, LATEX, clicked_patch, figure, load_analysis, one_of, patch_in_grid,
+from vitviz.ui.widgets import (HIDE_SAVED, LATEX, about, clicked_patch, figure, load_analysis, one_of, patch_in_grid,
                                saved_files, show_saved, whole_number)
-from vitviz.views.attention import (PHOTO_SIDE, Direction, Scale, attention_pictures, distance_figure,
+from vitviz.views.attention import (PHOTO_SIDE, Direction, Scale, attention_pictures, distance_figure, locality,
                                     mean_attention_distance, uniform_attention_distance)
 from vitviz.views.pictures import fit_size
 
 def build(ctx: Context) -> Refresh:
     if ctx.analysis is None:
         raise ValueError("create the shell's analysis gr.State before building the attention tab")
-    ctx.localized(gr.Markdown, {"value": "attention.intro"})
+    about(ctx, "attention.intro")
     with ctx.localized(gr.Accordion, {"label": "attention.formulas_label"}, open=False):
         ctx.localized(gr.Markdown, {"value": "attention.formulas"}, latex_delimiters=LATEX)
     patch = gr.State(None)  # the clicked patch index, row-major
@@ -44,6 +44,7 @@ def build(ctx: Context) -> Refresh:
             ctx.localized(gr.Markdown, {"value": "attention.heads_text"})
             heads = ctx.localized(figure, {"label": "attention.heads"}, elem_id="attention-heads", fast=True)
     ctx.localized(gr.Markdown, {"value": "attention.overview_text"})
+    locality_note = gr.Markdown(elem_id="attention-locality")  # measured on this photo, not a general claim
     overview = ctx.localized(figure, {"label": "attention.overview"}, fast=True)
     with gr.Row():
         with gr.Column():
@@ -88,7 +89,7 @@ def build(ctx: Context) -> Refresh:
         analysis = load_analysis(ctx, key, warn=False, lang=lang)
         if analysis is None:
             return {**{output: None for output in patch_outputs.values()}, status: text("shell.no_photo", lang),
-                    class_note: "", saved: HIDE_SAVED, distance_plot: None}
+                    class_note: "", saved: HIDE_SAVED, distance_plot: None, locality_note: ""}
         depth = len(analysis.trace.attentions)
         layer_, direction_, scale_ = checked_controls(analysis, layer_, direction_, scale_, lang)
         distances = mean_attention_distance(analysis.trace.attentions, analysis.grid, analysis.patch_size,
@@ -100,7 +101,9 @@ def build(ctx: Context) -> Refresh:
                 saved: HIDE_SAVED,
                 # A Gradio slider needs minimum < maximum, so a one-layer model gets a locked 1…2 slider.
                 layer: gr.update(minimum=1, maximum=max(depth, 2), value=layer_, interactive=depth > 1),
-                distance_plot: distance_figure(distances, lang)}
+                distance_plot: distance_figure(distances, lang),
+                locality_note: locality_text(distances, uniform_attention_distance(analysis.grid, analysis.patch_size),
+                                             lang)}
 
     def on_save(key: AnalysisKey | None, patch_: int | None, layer_: int, direction_: str, scale_: str,
                 lang: str = DEFAULT):
@@ -118,7 +121,14 @@ def build(ctx: Context) -> Refresh:
     save.click(on_save, [ctx.analysis, patch, *controls, ctx.language], saved)
     for control in controls:
         control.change(on_control, [ctx.analysis, patch, *controls, ctx.language], list(patch_outputs.values()))
-    return Refresh(refresh, [patch, *controls, ctx.language], [*patch_outputs.values(), saved, layer, distance_plot])
+    return Refresh(refresh, [patch, *controls, ctx.language],
+                   [*patch_outputs.values(), saved, layer, distance_plot, locality_note])
+
+
+def locality_text(distances, uniform: float, lang: str = DEFAULT) -> str:
+    """Whether this model's heads look locally on this photo, from their mean attention distances."""
+    kind, numbers = locality(distances, uniform)
+    return f"{text(f'attention.locality_{kind}', lang, **numbers)} {text('attention.locality_cause', lang)}"
 
 
 def checked_controls(analysis: Analysis, layer: Any, direction: Any, scale: Any,

@@ -11,7 +11,7 @@ from vitviz.model.vit import ViTConfig
 from vitviz.training.presets import preset
 from vitviz.ui.context import AnalysisKey, Context
 from vitviz.ui.lazy import Refresh
-from vitviz.ui.widgets import LATEX, clicked_patch, load_analysis, number
+from vitviz.ui.widgets import LATEX, about, clicked_patch, load_analysis, number
 from vitviz.views.journey import (WHAT_IF_LIMITS, comparison_embed, journey_pictures, journey_rows,
                                   linear_conv_difference, model_summary, what_if)
 from vitviz.views.pictures import centre_patch, fit_size
@@ -75,7 +75,7 @@ def seed_settings() -> tuple:
 
 
 def build(ctx: Context) -> Refresh:
-    ctx.localized(gr.Markdown, {"value": "journey.intro"})
+    about(ctx, "journey.intro")
     selected = gr.State(None)  # the clicked patch index, or None
     with gr.Row():
         with gr.Column():

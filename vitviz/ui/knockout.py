@@ -19,7 +19,7 @@ from vitviz.app.inference import Analysis
 from vitviz.model.knockout import SHUFFLES, KnockOut
 from vitviz.ui.context import AnalysisKey, Context, localized_choices
 from vitviz.ui.lazy import Refresh
-from vitviz.ui.widgets import click_point, figure, flag, load_analysis, one_of, some_of
+from vitviz.ui.widgets import about, click_point, figure, flag, load_analysis, one_of, some_of
 from vitviz.views.knockout import (at_photo_size, changed_picture, changed_share, chart_cell, class_flows,
                                    head_importance, importance_chart, knocked_out_probs, pixel_accuracy, truth_at)
 from vitviz.views.segment import overlay_mask
@@ -42,7 +42,7 @@ def block_choices(depth: int) -> list[tuple[str, int]]:
 
 
 def build(ctx: Context) -> Refresh:
-    ctx.localized(gr.Markdown, {"value": "knockout.intro"})
+    about(ctx, "knockout.intro")
     shape = gr.State(None)  # (blocks, heads) the controls were last made for
     shares = gr.State(None)  # (AnalysisKey, head importance as nested lists (blocks × heads)) once measured
     # The pictures first, the head chart beside them (a click on a cell switches that head), the

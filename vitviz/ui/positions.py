@@ -16,7 +16,7 @@ from vitviz.app.inference import Analysis
 from vitviz.model.posembed import KINDS
 from vitviz.ui.context import AnalysisKey, Context, localized_choices
 from vitviz.ui.lazy import Refresh
-from vitviz.ui.widgets import (HIDE_SAVED, LATEX, clicked_patch, figure, load_analysis, one_of, patch_in_grid,
+from vitviz.ui.widgets import (HIDE_SAVED, LATEX, about, clicked_patch, figure, load_analysis, one_of, patch_in_grid,
                                saved_files, show_saved, whole_number)
 from vitviz.views.pictures import fit_size, tile
 from vitviz.views.positions import (SHOWN_KINDS, ColourRange, EmbeddingTables, accuracy_markdown,
@@ -29,9 +29,9 @@ PHOTO_SIDE = 384  # the clickable photo is shown at most this large
 def build(ctx: Context) -> list[Refresh]:
     if ctx.analysis is None:
         raise ValueError("create the shell's analysis gr.State before building the position-embeddings tab")
-    ctx.localized(gr.Markdown, {"value": "positions.intro"}, latex_delimiters=LATEX)
+    about(ctx, "positions.intro", latex_delimiters=LATEX)
     model_note = gr.Markdown()
-    with ctx.localized(gr.Accordion, {"label": "positions.formulas_label"}, open=True):
+    with ctx.localized(gr.Accordion, {"label": "positions.formulas_label"}, open=False):
         ctx.localized(gr.Markdown, {"value": "positions.formulas"}, latex_delimiters=LATEX)
     patch = gr.State(None)  # the clicked patch index, row-major
     with gr.Row():

@@ -1,23 +1,31 @@
-"""Segment tab: the predicted mask over the photo, the per-class probabilities, and the class-token
+"""Segment tab: the predicted mask over the photo (and, on demand, where the model is unsure), what
+the checkpoint's metrics say to expect of it, the per-class probabilities, and the class-token
 head's species/breed guess when the checkpoint has one."""
 
 from functools import partial
+from typing import Any
 
 import gradio as gr
+import numpy as np
 
 from vitviz.app.downloads import FAST, save_pngs
 from vitviz.app.i18n import DEFAULT, class_name, class_values, text
 from vitviz.training.data import CLASS_NAMES
+from vitviz.app.inference import Analysis
 from vitviz.ui.context import AnalysisKey, Context
 from vitviz.ui.lazy import Refresh
-from vitviz.ui.widgets import load_analysis
+from vitviz.ui.widgets import flag, load_analysis, number
 from vitviz.views.pictures import fit_photo
-from vitviz.views.segment import class_shares, legend_html, overlay_mask, probability_maps, top_guesses
+from vitviz.views.segment import (UNSURE_BELOW, class_shares, expectations, legend_html, overlay_mask,
+                                  probability_maps, top_guesses, unsure_pixels)
+
+PICTURE_HEIGHT = 400  # px: the photo and its mask side by side fit the first screen of a 1280×720 projector
 
 
 def legend(lang: str) -> str:
     """The mask colours' legend, the class names in `lang`."""
-    return legend_html(labels=[class_name(name, lang) for name in CLASS_NAMES])
+    return legend_html(labels=[class_name(name, lang) for name in CLASS_NAMES],
+                       unsure=text("segment.unsure", lang, below=UNSURE_BELOW))
 
 
 def probability_label(name: str, lang: str) -> str:
@@ -25,40 +33,56 @@ def probability_label(name: str, lang: str) -> str:
 
 
 def build(ctx: Context) -> Refresh:
-    ctx.localized(gr.Markdown, {"value": "segment.explanation"})
-    with gr.Row():
+    # The photo and its mask first; what they mean, what to expect and the details underneath.
+    with gr.Row(equal_height=False):
         photo = ctx.localized(gr.Image, {"label": "segment.photo"}, format="png", interactive=False,
-                              buttons=["download", "fullscreen"])
+                              height=PICTURE_HEIGHT, buttons=["download", "fullscreen"], elem_id="segment-photo")
         with gr.Column():
             overlay = ctx.localized(gr.Image, {"label": "segment.overlay"}, format="png", interactive=False,
-                                    buttons=["download", "fullscreen"], elem_id="segment-overlay")
+                                    height=PICTURE_HEIGHT, buttons=["download", "fullscreen"],
+                                    elem_id="segment-overlay")
             ctx.localized(gr.HTML, {"value": legend})
-            opacity = ctx.localized(gr.Slider, {"label": "segment.opacity"}, minimum=0, maximum=1, value=0.5,
-                                    step=0.05)
-    shares = gr.Markdown(text("segment.no_analysis"))
-    with gr.Row():
-        maps = [ctx.localized(gr.Image, {"label": partial(probability_label, name)}, format="png", interactive=False,
-                              height=260, buttons=["download", "fullscreen"]) for name in CLASS_NAMES]
+            with gr.Row():
+                opacity = ctx.localized(gr.Slider, {"label": "segment.opacity"}, minimum=0, maximum=1, value=0.5,
+                                        step=0.05)
+                unsure = ctx.localized(gr.Checkbox, {"label": "segment.show_unsure"}, value=False,
+                                       elem_id="segment-unsure")
+    shares = gr.Markdown(text("segment.no_analysis"), elem_id="segment-shares")
+    expect = gr.Markdown(elem_id="segment-expect")
+    with ctx.localized(gr.Accordion, {"label": "segment.how_label"}, open=False):
+        ctx.localized(gr.Markdown, {"value": "segment.explanation"})
+        with gr.Row():
+            maps = [ctx.localized(gr.Image, {"label": partial(probability_label, name)}, format="png",
+                                  interactive=False, height=260, buttons=["download", "fullscreen"])
+                    for name in CLASS_NAMES]
     guess = ctx.localized(gr.Label, {"label": "segment.guess"}, num_top_classes=5, visible=False)
     guess_note = gr.Markdown()
 
-    def draw_overlay(key: AnalysisKey | None, alpha: float, lang: str = DEFAULT):
+    def overlay_picture(analysis: Analysis, alpha: float, show_unsure: bool) -> np.ndarray:
+        marked = unsure_pixels(analysis.probs_at_photo_size()) if show_unsure else None
+        return overlay_mask(analysis.photo, analysis.mask_at_photo_size(), alpha, analysis.probs.shape[0], marked)
+
+    def draw_overlay(key: AnalysisKey | None, alpha: Any, show_unsure: Any, lang: str = DEFAULT):
         analysis = load_analysis(ctx, key, warn=False, lang=lang)
         if analysis is None:
             return None
-        mask = overlay_mask(analysis.photo, analysis.mask_at_photo_size(), alpha, analysis.probs.shape[0])
-        return str(save_pngs({"segment-mask": mask}, compress_level=FAST)[0])
+        alpha = number(alpha, text("segment.opacity", lang), lang)
+        picture = overlay_picture(analysis, alpha, flag(show_unsure, text("segment.show_unsure", lang), lang))
+        return str(save_pngs({"segment-mask": picture}, compress_level=FAST)[0])
 
-    def refresh(key: AnalysisKey | None, alpha: float, lang: str = DEFAULT):
+    def refresh(key: AnalysisKey | None, alpha: Any, show_unsure: Any, lang: str = DEFAULT):
         analysis = load_analysis(ctx, key, warn=False, lang=lang)
         if analysis is None:
-            return {photo: None, overlay: None, shares: text("segment.no_analysis", lang), **dict.fromkeys(maps),
-                    guess: gr.update(visible=False), guess_note: ""}
+            return {photo: None, overlay: None, shares: text("segment.no_analysis", lang), expect: "",
+                    **dict.fromkeys(maps), guess: gr.update(visible=False), guess_note: ""}
+        alpha = number(alpha, text("segment.opacity", lang), lang)
+        show_unsure = flag(show_unsure, text("segment.show_unsure", lang), lang)
         mask = analysis.mask_at_photo_size()
         h, w = mask.shape
         share_text = class_values(class_shares(mask, analysis.probs.shape[0]), lang, ".0%")
+        unsure_share = float(unsure_pixels(analysis.probs).mean())  # at the model's size, where it predicts
         pictures = {"segment-photo": fit_photo(analysis.photo, 1024),
-                    "segment-mask": overlay_mask(analysis.photo, mask, alpha, analysis.probs.shape[0]),
+                    "segment-mask": overlay_picture(analysis, alpha, show_unsure),
                     **{f"segment-probability-{name}": picture
                        for name, picture in probability_maps(analysis.probs, analysis.photo.shape).items()}}
         # PNG files written quickly (downloads.FAST), not arrays that Gradio would encode more slowly.
@@ -70,8 +94,24 @@ def build(ctx: Context) -> Refresh:
             guess_update = gr.update(value=top_guesses(analysis.class_probs, analysis.labels), visible=True)
             note = text("segment.class_head", lang)
         return {photo: photo_file, overlay: mask_file,
-                shares: text("segment.shares", lang, width=w, height=h, shares=share_text),
+                shares: text("segment.shares", lang, width=w, height=h, shares=share_text, unsure=unsure_share,
+                             below=UNSURE_BELOW),
+                expect: expectation_text(key.checkpoint, lang),
                 **dict(zip(maps, prob_files)), guess: guess_update, guess_note: note}
 
-    opacity.change(draw_overlay, [ctx.analysis, opacity, ctx.language], overlay)
-    return Refresh(refresh, [opacity, ctx.language], [photo, overlay, shares, *maps, guess, guess_note])
+    for control in (opacity, unsure):
+        control.change(draw_overlay, [ctx.analysis, opacity, unsure, ctx.language], overlay)
+    return Refresh(refresh, [opacity, unsure, ctx.language],
+                   [photo, overlay, shares, expect, *maps, guess, guess_note])
+
+
+def expectation_text(folder: str, lang: str) -> str:
+    """What the checkpoint's own metrics say to expect of its masks, in `lang`."""
+    facts = expectations(folder)
+    if facts is None:
+        return text("segment.expect_nothing", lang)
+    scores = text("segment.expect_scores" if facts["flip"] else "segment.expect_scores_one_pass", lang, **facts)
+    if "with_trimap" not in facts:
+        return scores
+    without = text("segment.expect_without", lang, **facts) if facts["without_trimap"] else ""
+    return f"{scores} {text('segment.expect_training', lang, **facts, without=without)}"

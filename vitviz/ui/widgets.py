@@ -35,6 +35,13 @@ def figure(label: str, elem_id: str | None = None, fast: bool = False) -> gr.Ima
                     buttons=["download", "fullscreen"], elem_id=elem_id)
 
 
+def about(ctx: "Context", key: str, **markdown_options) -> None:
+    """A tab's introduction (the text `key`), folded away under "About this tab": the tab's main
+    picture comes first on the screen, its explanation one click away."""
+    with ctx.localized(gr.Accordion, {"label": "shell.about_tab"}, open=False):
+        ctx.localized(gr.Markdown, {"value": key}, **markdown_options)
+
+
 def saved_files(ctx: "Context", elem_id: str) -> gr.File:
     """Where a tab lists the PNG files its "save" button wrote. Hidden until a save; a tab hides it
     again when it draws a new photo (`HIDE_SAVED`). Clicks leave it as it is: the file names say

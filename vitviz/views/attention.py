@@ -155,6 +155,25 @@ def uniform_attention_distance(grid: tuple[int, int], patch_size: int) -> float:
     return float(patch_distances(grid, patch_size).mean())
 
 
+# A head is "local" when its mean attention distance is under this share of uniform attention's.
+LOCAL_BELOW = 0.75
+
+
+def locality(distances: torch.Tensor, uniform: float) -> tuple[str, dict[str, float]]:
+    """What the (layers, heads) mean attention distances of one photo say about locality: the
+    kind of the text "attention.locality_<kind>" that describes them ("none": no head is local;
+    "early": some are, and layer 1 looks nearer than the last layer; "elsewhere": some are, but
+    layer 1 does not look nearer), and the numbers that text quotes."""
+    nearest = int(distances.argmin())
+    layer, head = divmod(nearest, distances.shape[1])
+    first, last = distances[0].mean().item(), distances[-1].mean().item()
+    numbers = dict(lo=distances.min().item(), hi=distances.max().item(), uniform=uniform, first=first, last=last,
+                   depth=distances.shape[0], layer=layer + 1, head=head + 1, nearest=distances.min().item())
+    if distances.min().item() >= LOCAL_BELOW * uniform:
+        return "none", numbers
+    return ("early" if first < last else "elsewhere"), numbers
+
+
 def normalise_maps(maps: torch.Tensor, scale: Scale) -> torch.Tensor:
     """Non-negative maps (..., rows, cols) → [0, 1] for display, zero staying zero.
 

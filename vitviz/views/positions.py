@@ -48,10 +48,15 @@ class EmbeddingTables:
         return self._similarities[kind]
 
     def model_note(self, lang: str = DEFAULT) -> str:
-        """One sentence (in `lang`) that says which table the model itself adds to its patches."""
+        """Which table the model itself adds to its patches, and what that table's similarities show
+        (`table_structure`), in `lang`."""
         if self.model_kind == "none":
             return text("positions.model_uses_none", lang)
-        return text("positions.model_uses", lang, kind=kind_name(self.model_kind, lang), code=self.model_kind)
+        uses = text("positions.model_uses", lang, kind=kind_name(self.model_kind, lang), code=self.model_kind)
+        if self.model_kind not in self.tables:  # a width its formula cannot use: nothing was measured
+            return uses
+        kind, numbers = table_structure(self.similarities(self.model_kind), self.grid)
+        return f"{uses} {text(f'positions.structure_{kind}', lang, **numbers)}"
 
 
 def kind_name(kind: str, lang: str = DEFAULT) -> str:
@@ -96,6 +101,36 @@ def cosine_similarity_maps(table: torch.Tensor, grid: tuple[int, int]) -> torch.
         raise ValueError(f"table has {table.shape[0]} rows but the grid {rows}x{cols} has {rows * cols} patches")
     unit = F.normalize(table.double(), dim=1)
     return (unit @ unit.T).reshape(-1, rows, cols).float()
+
+
+# What a table's cosine similarities are said to show: neighbours "alike" when they close this
+# share of the gap between far patches' similarity and 1; a "ring" when the edge patches are this
+# much more alike among themselves than to the inner patches.
+NEIGHBOURS_AHEAD_BY = 0.2
+RING_AHEAD_BY = 0.3
+
+
+def table_structure(similarities: torch.Tensor, grid: tuple[int, int]) -> tuple[str, dict[str, float]]:
+    """What the (N, rows, cols) cosine similarities of a table show: the kind of the text
+    "positions.structure_<kind>" ("ring": edge patches alike among themselves, unlike the inner
+    ones; "neighbours": neighbours clearly more alike than far patches; "flat": neither) and the
+    numbers it quotes: the mean similarity to the 8 neighbours ("near"), to patches at least half
+    the grid away ("far", "cells"), among edge patches ("edge") and between edge and inner ("across")."""
+    rows, cols = grid
+    sim = similarities.reshape(rows * cols, rows * cols)
+    r, c = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
+    r, c = r.flatten(), c.flatten()
+    steps = torch.maximum((r[:, None] - r[None]).abs(), (c[:, None] - c[None]).abs())  # cells apart
+    cells = max(2, min(rows, cols) // 2)
+    edge = (r == 0) | (c == 0) | (r == rows - 1) | (c == cols - 1)
+    others = ~torch.eye(rows * cols, dtype=torch.bool)
+    numbers = dict(near=sim[steps == 1].mean().item(), far=sim[steps >= cells].mean().item(), cells=cells,
+                   edge=sim[edge[:, None] & edge[None] & others].mean().item(),
+                   across=sim[edge[:, None] & ~edge[None]].mean().item() if (~edge).any() else float("nan"))
+    if numbers["edge"] - numbers["across"] > RING_AHEAD_BY:
+        return "ring", numbers
+    ahead = (numbers["near"] - numbers["far"]) / max(1e-6, 1 - numbers["far"])
+    return ("neighbours" if ahead > NEIGHBOURS_AHEAD_BY else "flat"), numbers
 
 
 def dimension_map(table: torch.Tensor, grid: tuple[int, int], d: int) -> torch.Tensor:
@@ -172,18 +207,27 @@ class FinalScores(NamedTuple):
 
 
 def read_final_metrics(folder: Path) -> FinalScores | None:
-    """The last epoch's scores from a finished run's metrics.json, or None when there is none yet."""
+    """The final weights' scores from a finished run's metrics.json: its "evaluation" (written by
+    `python -m vitviz.evaluate --record`, mirror-averaged as the app predicts) when it has one, else
+    its last epoch's one-pass scores; None when the run has not finished yet."""
     path = Path(folder) / "metrics.json"
     if not path.is_file():
         return None
     summary = json.loads(path.read_text())
+    if "evaluation" in summary:
+        scores = summary["evaluation"]
+        return FinalScores(float(scores["pixel_accuracy"]), float(scores["miou"]), str(scores["split"]))
     final = summary["final"]
     return FinalScores(float(final["pixel_accuracy"]), float(final["miou"]), str(summary.get("final_split", "?")))
+
+
+CLEARLY_WORSE_BY = 0.03  # pixel accuracy: a kind this far behind the best one is "clearly worse"
 
 
 def accuracy_markdown(root: Path = CHECKPOINTS_DIR, lang: str = DEFAULT) -> str:
     """A Markdown table (in `lang`) of pixel accuracy and mIoU per position-embedding kind."""
     lines = [text("positions.accuracy_header", lang), "|---|---|---|---|---|"]
+    measured = {}
     for kind, run in ACCURACY_RUNS.items():
         where = f"| {kind_name(kind, lang)} | `checkpoints/{run}` |"
         try:
@@ -195,4 +239,18 @@ def accuracy_markdown(root: Path = CHECKPOINTS_DIR, lang: str = DEFAULT) -> str:
             lines.append(f"{where} {text('positions.not_trained', lang)} | | |")
         else:
             lines.append(f"{where} {scores.pixel_accuracy:.2%} | {scores.miou:.3f} | {scores.split} |")
-    return "\n".join(lines)
+            measured[kind] = scores.pixel_accuracy
+    return "\n".join(lines) + accuracy_verdict(measured, lang)
+
+
+def accuracy_verdict(accuracy: dict[str, float], lang: str = DEFAULT) -> str:
+    """A paragraph (in `lang`) on what the table's pixel accuracies (kind → accuracy) show: which
+    kind, if any, is clearly worse than the best one. Empty with fewer than two kinds measured."""
+    if len(accuracy) < 2:
+        return ""
+    best, worst = max(accuracy, key=accuracy.get), min(accuracy, key=accuracy.get)
+    gap = accuracy[best] - accuracy[worst]
+    if gap < CLEARLY_WORSE_BY:
+        return "\n\n" + text("positions.verdict_even", lang, spread=gap)
+    return "\n\n" + text("positions.verdict_worse", lang, worst=kind_name(worst, lang), worst_acc=accuracy[worst],
+                             best=kind_name(best, lang), best_acc=accuracy[best], gap=gap)

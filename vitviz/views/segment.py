@@ -1,9 +1,13 @@
-"""The Segment view's pictures: the predicted mask over the photo, per-class probability maps,
-and the class-token head's top guesses.
+"""The Segment view's pictures: the predicted mask over the photo (and where the model is unsure),
+per-class probability maps, the class-token head's top guesses, and what the checkpoint's metrics
+say to expect from it.
 
 The model sees the photo squashed to its input size (S×S); its mask is resampled back onto the
 photo's own size, so the overlay lines up with the photo the user gave.
 """
+
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,23 +38,42 @@ def colour_mask(mask: np.ndarray, num_classes: int = len(CLASS_NAMES)) -> np.nda
     return palette(num_classes)[mask]
 
 
-def overlay_mask(photo: np.ndarray, mask: np.ndarray, opacity: float, num_classes: int = len(CLASS_NAMES)) -> np.ndarray:
-    """Blend the class colours over the photo: opacity 0 shows the photo, 1 the mask alone."""
+def overlay_mask(photo: np.ndarray, mask: np.ndarray, opacity: float, num_classes: int = len(CLASS_NAMES),
+                 unsure: np.ndarray | None = None) -> np.ndarray:
+    """Blend the class colours over the photo: opacity 0 shows the photo, 1 the mask alone. Pixels
+    where `unsure` is True get `UNSURE_COLOUR` instead of their class's colour."""
     if photo.shape[:2] != mask.shape:
         raise ValueError(f"photo {photo.shape[:2]} and mask {mask.shape} differ in size")
     alpha = float(np.clip(opacity, 0, 1))
-    blended = (1 - alpha) * photo.astype(np.float32) + alpha * colour_mask(mask, num_classes).astype(np.float32)
+    colours = colour_mask(mask, num_classes)
+    if unsure is not None:
+        colours[unsure] = UNSURE_COLOUR
+    blended = (1 - alpha) * photo.astype(np.float32) + alpha * colours.astype(np.float32)
     return np.round(blended).astype(np.uint8)
 
 
-def legend_html(num_classes: int = len(CLASS_NAMES), labels: list[str] | None = None) -> str:
-    """One coloured swatch and name per class (or per `labels`, e.g. translated names), for a
-    gr.HTML next to the overlay."""
+# The model is "unsure" of a pixel when its most probable class gets less than this: with three
+# classes, no class clearly ahead of the others.
+UNSURE_BELOW = 0.6
+UNSURE_COLOUR = (255, 255, 255)
+
+
+def unsure_pixels(probs: torch.Tensor) -> np.ndarray:
+    """(C, H, W) probabilities → (H, W) True where the top class's probability is under UNSURE_BELOW."""
+    return (probs.max(0).values < UNSURE_BELOW).numpy()
+
+
+def legend_html(num_classes: int = len(CLASS_NAMES), labels: list[str] | None = None, unsure: str | None = None) -> str:
+    """One coloured swatch and name per class (or per `labels`, e.g. translated names), and one for
+    the unsure pixels when `unsure` names them, for a gr.HTML next to the overlay."""
+    entries = list(zip(labels or class_names(num_classes), palette(num_classes)))
+    if unsure:
+        entries.append((unsure, UNSURE_COLOUR))
     swatches = [
         f'<span style="display:inline-flex;align-items:center;margin-right:14px">'
         f'<span style="width:14px;height:14px;border:1px solid #333;margin-right:5px;'
         f'background:rgb{tuple(int(v) for v in colour)}"></span>{name}</span>'
-        for name, colour in zip(labels or class_names(num_classes), palette(num_classes))
+        for name, colour in entries
     ]
     return "<div>" + "".join(swatches) + "</div>"
 
@@ -75,3 +98,21 @@ def top_guesses(class_probs: torch.Tensor, labels: list[str], k: int = 5) -> dic
     values, indices = class_probs.float().topk(min(k, len(class_probs)))
     names = [labels[i] if i < len(labels) else f"class {i}" for i in indices.tolist()]
     return dict(zip(names, values.tolist()))
+
+
+def expectations(folder: str | Path) -> dict | None:
+    """What the checkpoint's metrics.json says to expect, for the Segment tab: its scores on the
+    test photos ("evaluation", written by `python -m vitviz.evaluate --record`, flip-averaged as
+    the app predicts; else the last epoch's one-pass "final" scores), and what it was trained on.
+    None when the folder has no readable metrics."""
+    try:
+        metrics = json.loads((Path(folder) / "metrics.json").read_text())
+        config = json.loads((Path(folder) / "config.json").read_text())
+        scores = metrics.get("evaluation") or {**metrics["final"], "split": metrics.get("final_split"),
+                                               "flip": False, "n_images": None}
+        facts = dict(accuracy=float(scores["pixel_accuracy"]), miou=float(scores["miou"]), split=scores["split"],
+                     flip=bool(scores["flip"]), photos=scores["n_images"], epochs=int(metrics["epochs_done"]),
+                     size=int(config["model"]["image_size"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {**facts, **scores.get("training_photos", {})}

@@ -56,6 +56,10 @@ def facts(analysis: Analysis, cfg: ViTConfig, snapshots: list[int], lang: str) -
         pos_kind=text(f"positions.kind_{cfg.pos_embed}", lang),
         shares=class_values(shares, lang, ".0%"),
         snapshots=", ".join(map(str, snapshots)) or text("tour.no_snapshots", lang),
+        # What this model's tokenizer and head are: the texts of steps 2 and 6 depend on them.
+        tokenizer=text(f"tour.tokenizer.{cfg.patch_embed}", lang, ppc=p * p * cfg.in_channels, patch=p,
+                       downs=p.bit_length() - 1),
+        head_kind=text(f"tour.head_kind.{cfg.head}", lang, ppc=p * p * cfg.out_channels, patch=p),
     )
 
 
