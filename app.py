@@ -172,6 +172,7 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
     # Every click writes its pictures into Gradio's file cache: files older than an hour go, every 10 minutes.
     with gr.Blocks(title="vitviz", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
         ctx.analysis = gr.State(None)
+        ctx.point = gr.State(None)  # the selected point on the photo, shared by every tab
         photo_id = gr.State(None)
         # The pickers live in a sidebar, so that the tabs, and each tab's main picture, start at the
         # top of the window (at 1440×900, and at 1280×720 in presenter mode).
@@ -228,11 +229,13 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
                           .then(analyse, *analyse_io))
         redraw_tabs_after(epoch_dd.input(analyse, *analyse_io))
         redraw_tabs_after(demo.load(first_example, ctx.language, [photo_id, upload]).success(analyse, *analyse_io))
-        # A new language: every localized component gets its texts, then the pickers, the tabs and
-        # the tour are redrawn, since their other texts are written by the handlers.
-        redraw_tabs_after(ctx.language.change(ctx.translations, ctx.language, ctx.localized_outputs(),
+        # A new language: every localized component gets its texts and, side by side with that (two
+        # events, not one after the other: the switch is done in about the time of the longer one),
+        # the pickers, the tab on screen and the tour are redrawn, since their other texts are
+        # written by the handlers.
+        ctx.language.change(ctx.translations, ctx.language, ctx.localized_outputs(), show_progress="hidden")
+        redraw_tabs_after(ctx.language.change(rescan, [checkpoint_dd, ctx.language], [checkpoint_dd, epoch_dd],
                                               show_progress="hidden")
-                          .then(rescan, [checkpoint_dd, ctx.language], [checkpoint_dd, epoch_dd])
                           .then(analyse, *analyse_io))
         demo.load(language_from_browser, browser_language, ctx.language, js="() => navigator.language")
         presenter.change(None, presenter, None, js=PRESENTER_JS)

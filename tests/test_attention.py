@@ -14,7 +14,9 @@ from vitviz.app.inference import ModelCache, analyse
 from vitviz.training.checkpoint import load_model
 from vitviz.ui import attention as attention_tab
 from vitviz.ui.context import AnalysisKey, Context, PhotoStore
+from vitviz.ui.widgets import patch_at
 from vitviz.views import attention as av, pictures as am
+from vitviz.views.pictures import patch_centre
 
 
 def _photo(height: int = 45, width: int = 61) -> np.ndarray:
@@ -244,7 +246,7 @@ def test_fit_photo_only_shrinks():
 def _tab(checkpoint):
     with gr.Blocks() as demo:
         ctx = Context(ModelCache(), PhotoStore(), {"tiny": checkpoint}, analysis=gr.State(None),
-                      language=gr.State("en"))
+                      point=gr.State(None), language=gr.State("en"))
         refresh = attention_tab.build(ctx)
     return demo, ctx, refresh
 
@@ -256,21 +258,23 @@ def test_attention_tab_builds_and_refreshes(which, request):
     key = AnalysisKey(ctx.photos.put(_photo()), str(checkpoint), None)
     out = drawn(refresh, key, *[c.value for c in refresh.inputs])
     assert len(out) == len(refresh.outputs)
-    patch, photo = out[0], out[1]
-    assert patch == am.centre_patch((4, 4)) and photo.shape == (45, 61, 3)
+    photo = out[0]
+    assert photo.shape == (283, 384, 3)  # the 45×61 photo enlarged so that its longer side is 384 px
     assert len(out[-2].data) == 2  # the distance chart: one trace per head
     assert out[-1].startswith("**Measured on this photo:**")  # whether the heads are local, from their distances
-    class_note, class_map = out[6], out[7]
+    class_note, class_map = out[5], out[6]
     assert ("no class token" in class_note) == (which == "tiny_checkpoint")
     assert class_map["visible"] == (which == "tiny_class_checkpoint")  # no empty box without a class token
 
     on_click = handler(demo, "on_click")
-    clicked = on_click(key, 2, "key", "global", gr.SelectData(None, {"index": [60, 0], "value": None}))
-    assert clicked[0] == 3  # top-right patch of the 4x4 grid
+    clicked = on_click(key, 2, "key", "global", gr.SelectData(None, {"index": [383, 0], "value": None}))
+    point = clicked[0]  # the selected point, shared by every tab: the top-right corner
+    assert point == pytest.approx((383 / 384, 0)) and patch_at(point, (4, 4)) == 3  # top-right patch of the 4x4 grid
+    assert "Patch **3**" in clicked[2]
     assert not any(isinstance(value, dict) for value in clicked)  # plain values: no gr.update, no config rebuild
 
     empty = drawn(refresh, None, *[c.value for c in refresh.inputs])
-    assert empty[2] == text("shell.no_photo")
+    assert empty[1] == text("shell.no_photo")
 
 
 def test_click_before_a_photo_says_so(tiny_checkpoint):
@@ -300,7 +304,8 @@ def test_attention_pictures_and_their_png_files(which, request, tmp_path):
 
     analysis = request.getfixturevalue(which)
     pictures = attention_pictures(analysis, patch=5, layer=99, direction="key", scale="global")  # layer clamped to 2
-    assert pictures.photo.shape == analysis.photo.shape
+    assert max(pictures.photo.shape[:2]) == am.CLICKABLE_SIDE  # a small photo is enlarged to be clicked
+    assert pictures.photo.shape[0] / pictures.photo.shape[1] == pytest.approx(analysis.photo.shape[0] / analysis.photo.shape[1], abs=0.01)
     assert (pictures.class_token is not None) == analysis.has_class_token
     named = pictures.named("attention patch 5/layer 2")
     assert len(named) == 4 + int(analysis.has_class_token)
@@ -338,7 +343,7 @@ def test_the_png_button_saves_the_pictures_on_screen(tiny_checkpoint):
 
     demo, ctx, refresh = _tab(tiny_checkpoint)
     key = AnalysisKey(ctx.photos.put(_photo()), str(tiny_checkpoint), None)
-    files = handler(demo, "on_save")(key, 3, 2, "query", "local")
+    files = handler(demo, "on_save")(key, patch_centre(3, (4, 4)), 2, "query", "local")
     paths = files["value"]
     assert files["visible"] and len(paths) == 4  # photo, heads, layers × heads, rollout
     assert Path(paths[1]).name == "attention-patch3-layer2-query-local-heads.png"
@@ -349,7 +354,7 @@ def test_the_png_button_saves_the_pictures_on_screen(tiny_checkpoint):
     assert handler(demo, "on_save")(None, 3, 2, "query", "local") is not None  # a warning, not a crash
     out = drawn(refresh, AnalysisKey(ctx.photos.put(_photo()[::-1].copy()), str(tiny_checkpoint), None),
                      *[c.value for c in refresh.inputs])
-    assert out[8]["visible"] is False  # no stale PNG list next to a new photo
+    assert out[7]["visible"] is False  # no stale PNG list next to a new photo
 
 
 def test_a_shared_png_is_written_once_per_content(tmp_path):
@@ -365,3 +370,12 @@ def test_a_shared_png_is_written_once_per_content(tmp_path):
         assert np.array_equal(np.asarray(png), picture)
     other = downloads.shared_png("map", picture[::-1].copy(), tmp_path)
     assert other != path and [p.name for p in other.parent.iterdir()] == ["map.png"]  # no partial file left
+
+
+def test_words_in_pictures_use_only_glyphs_the_bundled_font_has():
+    """Pillow's bundled font draws any non-ASCII character as an empty box: "256 ⊠ 192"."""
+    assert am.drawable("256 × 192 → 3 · N–D") == "256 x 192 -> 3 . N-D"
+    assert am.drawable("ペット") == "???"
+    blank = np.zeros((40, 120, 3), np.uint8)
+    assert np.array_equal(am.caption_band(blank, "8 × 8"), am.caption_band(blank, "8 x 8"))
+    assert np.array_equal(am.label_strip("L1 × H2", 80, 12), am.label_strip("L1 x H2", 80, 12))

@@ -41,6 +41,8 @@ from vitviz.training.checkpoint import (INT8_SCALE, MAX_PARAMETERS, CheckpointEr
 from vitviz.training.presets import preset
 from vitviz.ui import attention as attention_tab, journey as journey_tab, positions as positions_tab
 from vitviz.ui.context import PhotoStore
+from vitviz.ui.widgets import patch_at
+from vitviz.views.pictures import patch_centre
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
@@ -269,7 +271,7 @@ def test_clicks_before_a_photo_and_outside_it_change_nothing(app, write):
         for outside in (click(-5, 3), click(3, 99_999)):
             with pytest.warns(UserWarning, match="That click is not on the picture"):
                 assert all(out == gr.skip() for out in on_click(key, outside)), name
-        assert on_click(key, click(1, 1))[0] == 0  # the top-left patch, after the refused clicks
+        assert patch_at(on_click(key, click(1, 1))[0], (4, 4)) == 0  # the top-left patch, after the refused clicks
 
 
 # What an API caller may send instead of a click's [x, y]: each is refused with one line.
@@ -308,7 +310,7 @@ def test_malformed_clicks_get_one_line_and_change_nothing(app, write):
             with pytest.warns(UserWarning, match="That click is not on the picture") as warned:
                 assert all(out == gr.skip() for out in on_click(key, select(index))), (name, index)
             assert all(one_line(str(w.message)) for w in warned)
-        assert on_click(key, click(1, 1))[0] == 0, name  # the top-left patch
+        assert patch_at(on_click(key, click(1, 1))[0], (4, 4)) == 0, name  # the top-left patch
 
 
 def test_malformed_controls_of_the_attention_tab_get_one_line(app, write):
@@ -321,15 +323,16 @@ def test_malformed_controls_of_the_attention_tab_get_one_line(app, write):
     handlers = {name: handler(demo, name, attention_tab) for name in ("on_control", "refresh", "on_save")}
     for name, handler_ in handlers.items():
         for value in NOT_NUMBERS:
-            refused_in_one_line(lambda: handler_(key, 0, value, "query", "local"), "Layer must be a number")
+            refused_in_one_line(lambda: handler_(key, None, value, "query", "local"), "Layer must be a number")
         for direction in ("xyz", None, ["query"]):
-            refused_in_one_line(lambda: handler_(key, 0, 1, direction, "local"), "Direction must be one of query, key")
-        refused_in_one_line(lambda: handler_(key, 0, 1, "query", 3), "Colour scale must be one of local, global")
+            refused_in_one_line(lambda: handler_(key, None, 1, direction, "local"),
+                                "Direction must be one of query, key")
+        refused_in_one_line(lambda: handler_(key, None, 1, "query", 3), "Colour scale must be one of local, global")
     for layer, shown in ((-5, 1), (0, 1), (1.4, 1), (10**6, depth), (1e300, depth)):
-        status = handlers["on_control"](key, 0, layer, "key", "global")[2]
+        status = handlers["on_control"](key, None, layer, "key", "global")[1]
         assert f"layer {shown} of {depth}" in status, (layer, status)
-        assert handlers["refresh"](key, 0, layer, "key", "global")[-3]["value"] == shown  # the slider, put right
-    assert handlers["on_control"](key, 5, 2, "query", "local")[0] == 5  # the tab still works
+        assert handlers["refresh"](key, None, layer, "key", "global")[-3]["value"] == shown  # the slider, put right
+    assert "Patch **5**" in handlers["on_control"](key, patch_centre(5, (4, 4)), 2, "query", "local")[1]  # still works
 
 
 def test_malformed_controls_of_the_position_tab_get_one_line(app, write):
@@ -349,10 +352,10 @@ def test_malformed_controls_of_the_position_tab_get_one_line(app, write):
     handlers = [handler(demo, "on_colour_range", positions_tab), handler(demo, "refresh", positions_tab)]
     for handler_ in handlers:
         for colour_range in ("xyz", None, ["fixed"], 1):
-            refused_in_one_line(lambda: handler_(key, 0, colour_range),
+            refused_in_one_line(lambda: handler_(key, None, colour_range),
                                 "Similarity colour range must be one of fixed, stretch")
     refused_in_one_line(lambda: refresh_tables(key, "xyz", 0), "Similarity colour range must be one of")
-    assert handlers[0](key, 5, "fixed")[0] == 5  # the tab still works
+    assert "Patch **5**" in handlers[0](key, patch_centre(5, (4, 4)), "fixed")[1]  # the tab still works
 
 
 def test_malformed_what_if_numbers_get_one_line(app):

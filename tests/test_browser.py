@@ -109,7 +109,7 @@ def test_explorer_in_a_browser(browser_run, tmp_path):
         page.get_by_role("tab", name="Attention", exact=True).click()
         photo_src = wait_for_new_picture(page, "attention-photo", None, ASPECT)
         size = page.locator("#attention-photo img").evaluate("img => [img.naturalWidth, img.naturalHeight]")
-        assert size == [PHOTO_W, PHOTO_H], "the clickable photo should be the uploaded one"
+        assert size == [384, 288], "the clickable photo should be the uploaded one, enlarged to 384 px to be clicked"
         heads = wait_for_new_picture(page, "attention-heads", None)  # drawn with the photo
         status = page.locator("#attention-status")
         expect(status).to_contain_text("of the 8×8 grid")

@@ -14,7 +14,7 @@ from vitviz.training.presets import preset
 from vitviz.ui.journey import DISPLAY_SIDE
 from vitviz.views.journey import (comparison_embed, forward_flops, journey_pictures, journey_rows,
                                   linear_conv_difference, matrix_picture, model_summary, patch_mosaic, what_if)
-from vitviz.views.pictures import click_to_patch, patch_box
+from vitviz.views.pictures import CLICKABLE_SIDE, click_to_patch, patch_box
 
 SEED = preset("seed")[0]
 
@@ -46,7 +46,8 @@ def test_clicks_on_a_non_square_photo_split_width_and_height_evenly():
 
 def test_the_clickable_photo_keeps_the_aspect_ratio_of_the_photo(analysis):
     shown = analysis.click_target(DISPLAY_SIDE, None)
-    assert shown.shape == analysis.photo.shape  # a small photo is shown at its own size
+    h, w = analysis.photo.shape[:2]  # a small photo, enlarged so that a patch is big enough to click
+    assert max(shown.shape[:2]) == CLICKABLE_SIDE and shown.shape[0] / shown.shape[1] == pytest.approx(h / w, abs=0.01)
     big = dataclasses.replace(analysis, photo=np.zeros((1200, 1800, 3), np.uint8), _fitted={})
     assert big.click_target(DISPLAY_SIDE, 0).shape == (427, 640, 3)
 

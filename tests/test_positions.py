@@ -20,7 +20,7 @@ from vitviz.training.checkpoint import load_model
 from vitviz.ui import positions as positions_tab
 from vitviz.ui.context import AnalysisKey, Context, PhotoStore
 from vitviz.views import positions as pv
-from vitviz.views.pictures import draw_patch_grid, fit_photo, outline_patch
+from vitviz.views.pictures import CLICKABLE_SIDE, draw_patch_grid, fit_photo, outline_patch, patch_centre
 
 
 def pe_1d(x: int, dim: int) -> list[float]:
@@ -143,19 +143,19 @@ def test_positions_tab_builds_refreshes_and_clicks(which, request):
     checkpoint = request.getfixturevalue(which)
     with gr.Blocks() as demo:
         ctx = Context(ModelCache(), PhotoStore(), {"tiny": checkpoint}, analysis=gr.State(None),
-                      language=gr.State("en"))
+                      point=gr.State(None), language=gr.State("en"))
         refresh, tables_refresh = positions_tab.build(ctx)
     photo = np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)
     key = AnalysisKey(ctx.photos.put(photo), str(checkpoint), None)
     inputs = [c.value for c in refresh.inputs]
     out = drawn(refresh, key, *inputs)
     assert len(out) == len(refresh.outputs)
-    learned_map = out[3]
+    learned_map = out[2]
     assert (learned_map is None) == (which == "tiny_class_checkpoint")
-    maps = [np.asarray(Image.open(path)) for path in out[4:6]]  # 1D and 2D similarity maps, as PNG files
+    maps = [np.asarray(Image.open(path)) for path in out[3:5]]  # 1D and 2D similarity maps, as PNG files
     assert maps[0].shape == maps[1].shape == (256, 256, 3)  # a 4x4 grid
-    assert out[4:6] == drawn(refresh, key, *inputs)[4:6]  # the same maps again: the same files, encoded once
-    assert out[6]["visible"] is False  # no PNG saved for the previous photo left on screen
+    assert out[3:5] == drawn(refresh, key, *inputs)[3:5]  # the same maps again: the same files, encoded once
+    assert out[5]["visible"] is False  # no PNG saved for the previous photo left on screen
     tables = drawn(tables_refresh, key, *[c.value for c in tables_refresh.inputs])
     assert len(tables) == len(tables_refresh.outputs) and tables[-1] == positions_tab.accuracy_markdown()
     assert np.asarray(Image.open(tables[5])).ndim == 3  # the 1D table's every-patch sheet, a PNG file
@@ -167,15 +167,16 @@ def test_positions_tab_builds_refreshes_and_clicks(which, request):
     assert sum(f.fn is not None and f.fn.__name__ == "on_click" for f in demo.fns.values()) == 4
     handlers = [handler(demo, "on_click", positions_tab, nth) for nth in range(4)]  # the photo, the three maps
     clicked = handlers[-1](key, "fixed", gr.SelectData(None, {"index": [255, 0], "value": None}))
-    assert clicked[0] == 3  # top-right patch of a similarity map
+    assert clicked[0] == patch_centre(3, (4, 4))  # top-right patch of a similarity map: its centre is the point
+    assert "Patch **3**" in clicked[2]
     with pytest.warns(UserWarning, match="Upload or pick a photo first"):
         handlers[0](None, "fixed", gr.SelectData(None, {"index": [1, 1], "value": None}))
-    assert drawn(refresh, None, *inputs)[2] == text("shell.no_photo")
+    assert drawn(refresh, None, *inputs)[1] == text("shell.no_photo")
 
     on_save = handler(demo, "on_save", positions_tab)
-    saved = on_save(key, 3)
+    saved = on_save(key, patch_centre(3, (4, 4)))
     assert saved["visible"] and Path(saved["value"][0]).name == "positions-patch3-photo.png"
-    photo = fit_photo(ctx.analysis_for(key).photo, positions_tab.PHOTO_SIDE)
+    photo = fit_photo(ctx.analysis_for(key).photo, positions_tab.PHOTO_SIDE, CLICKABLE_SIDE)
     expected = outline_patch(draw_patch_grid(photo, (4, 4)), 3, (4, 4))
     with Image.open(saved["value"][0]) as png:
         assert png.format == "PNG" and np.array_equal(np.asarray(png), expected)  # lossless, patch 3 outlined

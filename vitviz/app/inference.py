@@ -20,7 +20,7 @@ from vitviz.model.vit import SegmentationViT
 from vitviz.training.checkpoint import load_model, read_config
 from vitviz.training.predict import flip_averaged
 from vitviz.views.attention import attention_rollout
-from vitviz.views.pictures import draw_patch_grid, fit_photo, outline_patch
+from vitviz.views.pictures import CLICKABLE_SIDE, draw_patch_grid, fit_photo, fit_size, outline_patch
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Analysis:
     labels: list[str]  # names of the class-token head's classes
     patch_size: int
     has_class_token: bool
-    _fitted: dict[tuple[int, bool], np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    _fitted: dict[tuple[int, bool, int], np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def image_size(self) -> int:
@@ -43,18 +43,23 @@ class Analysis:
     def grid(self) -> tuple[int, int]:
         return self.image_size // self.patch_size, self.image_size // self.patch_size
 
-    def photo_fitted(self, max_side: int, with_grid: bool = False) -> np.ndarray:
-        """The photo shrunk to fit `max_side` (`fit_photo`), with faint lines between its patches
-        when `with_grid`; kept: every click redraws on it."""
-        if (max_side, with_grid) not in self._fitted:
-            fitted = fit_photo(self.photo, max_side)
-            self._fitted[max_side, with_grid] = draw_patch_grid(fitted, self.grid) if with_grid else fitted
-        return self._fitted[max_side, with_grid]
+    def photo_fitted(self, max_side: int, with_grid: bool = False, min_side: int = 0) -> np.ndarray:
+        """The photo resized to fit `max_side` (and enlarged to `min_side`: `fit_photo`), with faint
+        lines between its patches when `with_grid`; kept: every click redraws on it."""
+        if (max_side, with_grid, min_side) not in self._fitted:
+            fitted = fit_photo(self.photo, max_side, min_side)
+            self._fitted[max_side, with_grid, min_side] = draw_patch_grid(fitted, self.grid) if with_grid else fitted
+        return self._fitted[max_side, with_grid, min_side]
+
+    def clickable_size(self, max_side: int) -> tuple[int, int]:
+        """(height, width) of the photo as a tab shows it for clicks: at most `max_side`, at least
+        `CLICKABLE_SIDE` on its longer side."""
+        return fit_size(*self.photo.shape[:2], max_side, CLICKABLE_SIDE)
 
     def click_target(self, max_side: int, patch: int | None) -> np.ndarray:
-        """The photo fitted to `max_side` with its patch grid, and `patch` outlined: what a tab's
+        """The photo at `clickable_size` with its patch grid, and `patch` outlined: what a tab's
         clickable photo shows."""
-        lined = self.photo_fitted(max_side, with_grid=True)
+        lined = self.photo_fitted(max_side, with_grid=True, min_side=CLICKABLE_SIDE)
         return lined if patch is None else outline_patch(lined, patch, self.grid)
 
     @property

@@ -1,8 +1,9 @@
 """Attention tab: click a patch of the photo and see what every head does with it (brief §2, §5).
 
 All views read the attention weights of the cached forward pass (`ctx.analysis_for(key)`); a
-click or a slider never runs the model. The clicked patch lives in this tab's own `gr.State`, so
-it survives a change of epoch and lets you watch one patch's attention over training.
+click or a slider never runs the model. The clicked place is the shell's selected point
+(`ctx.point`), shared by every tab: it survives a change of tab, epoch or checkpoint, so you can
+watch one spot's attention over training.
 """
 
 from typing import Any, get_args
@@ -14,11 +15,11 @@ from vitviz.app.i18n import DEFAULT, text
 from vitviz.app.inference import Analysis
 from vitviz.ui.context import AnalysisKey, Context, localized_choices
 from vitviz.ui.lazy import Refresh
-from vitviz.ui.widgets import (HIDE_SAVED, LATEX, about, clicked_patch, figure, load_analysis, one_of, patch_in_grid,
+from vitviz.ui.widgets import (HIDE_SAVED, LATEX, about, clicked_point, figure, load_analysis, one_of, patch_at,
                                saved_files, show_saved, whole_number)
 from vitviz.views.attention import (PHOTO_SIDE, Direction, Scale, attention_pictures, distance_figure, locality,
                                     mean_attention_distance, uniform_attention_distance)
-from vitviz.views.pictures import fit_size
+from vitviz.views.pictures import CLICKABLE_SIDE
 
 def build(ctx: Context) -> Refresh:
     if ctx.analysis is None:
@@ -26,9 +27,8 @@ def build(ctx: Context) -> Refresh:
     about(ctx, "attention.intro")
     with ctx.localized(gr.Accordion, {"label": "attention.formulas_label"}, open=False):
         ctx.localized(gr.Markdown, {"value": "attention.formulas"}, latex_delimiters=LATEX)
-    patch = gr.State(None)  # the clicked patch index, row-major
     with gr.Row():
-        with gr.Column(scale=1):
+        with gr.Column(scale=1, min_width=CLICKABLE_SIDE + 32):  # the photo at least 384 px on screen
             photo = ctx.localized(figure, {"label": "attention.photo"}, elem_id="attention-photo", fast=True)
             status = gr.Markdown(text("shell.no_photo"), elem_id="attention-status")
             direction = ctx.localized(gr.Radio, {"label": "attention.direction", "choices": localized_choices(
@@ -58,7 +58,7 @@ def build(ctx: Context) -> Refresh:
     distance_plot = ctx.localized(gr.Plot, {"label": "attention.distance"}, show_label=False)
 
     # The outputs of every click, by the names `patch_views` gives their values.
-    patch_outputs = dict(patch=patch, photo=photo, status=status, heads=heads, overview=overview, rollout=rollout,
+    patch_outputs = dict(photo=photo, status=status, heads=heads, overview=overview, rollout=rollout,
                          class_note=class_note, class_map=class_map)
     controls = [layer, direction, scale]
 
@@ -71,20 +71,20 @@ def build(ctx: Context) -> Refresh:
         if analysis is None:
             return gr.skip()
         checked = checked_controls(analysis, layer_, direction_, scale_, lang)
-        clicked = clicked_patch(evt.index, fit_size(*analysis.photo.shape[:2], PHOTO_SIDE), analysis.grid, lang)
-        if clicked is None:
+        point = clicked_point(evt.index, analysis.clickable_size(PHOTO_SIDE), lang)
+        if point is None:
             return gr.skip()
-        return shown(patch_views(analysis, clicked, *checked, lang))
+        return {ctx.point: point, **shown(patch_views(analysis, patch_at(point, analysis.grid), *checked, lang))}
 
-    def on_control(key: AnalysisKey | None, patch_: int | None, layer_: int, direction_: str, scale_: str,
+    def on_control(key: AnalysisKey | None, point: Any, layer_: int, direction_: str, scale_: str,
                    lang: str = DEFAULT):
         analysis = load_analysis(ctx, key, warn=False, lang=lang)
         if analysis is None:
             return gr.skip()
-        return shown(patch_views(analysis, patch_in_grid(patch_, analysis.grid),
+        return shown(patch_views(analysis, patch_at(point, analysis.grid),
                                  *checked_controls(analysis, layer_, direction_, scale_, lang), lang))
 
-    def refresh(key: AnalysisKey | None, patch_: int | None, layer_: int, direction_: str, scale_: str,
+    def refresh(key: AnalysisKey | None, point: Any, layer_: int, direction_: str, scale_: str,
                 lang: str = DEFAULT):
         analysis = load_analysis(ctx, key, warn=False, lang=lang)
         if analysis is None:
@@ -94,7 +94,7 @@ def build(ctx: Context) -> Refresh:
         layer_, direction_, scale_ = checked_controls(analysis, layer_, direction_, scale_, lang)
         distances = mean_attention_distance(analysis.trace.attentions, analysis.grid, analysis.patch_size,
                                             analysis.has_class_token)
-        views = patch_views(analysis, patch_in_grid(patch_, analysis.grid), layer_, direction_, scale_, lang)
+        views = patch_views(analysis, patch_at(point, analysis.grid), layer_, direction_, scale_, lang)
         return {**shown(views),
                 # A model without a class token has nothing to draw there: hide the box rather than leave it empty.
                 class_map: gr.update(value=views["class_map"], visible=analysis.has_class_token),
@@ -105,23 +105,23 @@ def build(ctx: Context) -> Refresh:
                 locality_note: locality_text(distances, uniform_attention_distance(analysis.grid, analysis.patch_size),
                                              lang)}
 
-    def on_save(key: AnalysisKey | None, patch_: int | None, layer_: int, direction_: str, scale_: str,
+    def on_save(key: AnalysisKey | None, point: Any, layer_: int, direction_: str, scale_: str,
                 lang: str = DEFAULT):
         """The pictures now on screen, drawn again and written as PNG files (lossless, for slides)."""
         analysis = load_analysis(ctx, key, lang=lang)
         if analysis is None:
             return gr.skip()
-        clicked = patch_in_grid(patch_, analysis.grid)
+        clicked = patch_at(point, analysis.grid)
         layer_, direction_, scale_ = checked_controls(analysis, layer_, direction_, scale_, lang)
         pictures = attention_pictures(analysis, clicked, layer_, direction_, scale_)
         stem = f"attention-patch{clicked}-layer{layer_}-{direction_}-{scale_}"
         return show_saved(save_pngs(pictures.named(stem)))
 
-    photo.select(on_click, [ctx.analysis, *controls, ctx.language], list(patch_outputs.values()))
-    save.click(on_save, [ctx.analysis, patch, *controls, ctx.language], saved)
+    photo.select(on_click, [ctx.analysis, *controls, ctx.language], [ctx.point, *patch_outputs.values()])
+    save.click(on_save, [ctx.analysis, ctx.point, *controls, ctx.language], saved)
     for control in controls:
-        control.change(on_control, [ctx.analysis, patch, *controls, ctx.language], list(patch_outputs.values()))
-    return Refresh(refresh, [patch, *controls, ctx.language],
+        control.change(on_control, [ctx.analysis, ctx.point, *controls, ctx.language], list(patch_outputs.values()))
+    return Refresh(refresh, [ctx.point, *controls, ctx.language],
                    [*patch_outputs.values(), saved, layer, distance_plot, locality_note])
 
 
@@ -159,5 +159,5 @@ def patch_views(analysis: Analysis, patch: int, layer: int, direction: Direction
                   layer=layer, depth=depth, uniform=uniform_attention_distance(grid, analysis.patch_size))
     # Plain values, not gr.update: an update makes Gradio rebuild the component's config. The class
     # map's box is shown or hidden by `refresh`, which runs for every new photo or checkpoint.
-    return dict(patch=patch, photo=pictures.photo, status=status, heads=pictures.heads, overview=pictures.overview,
+    return dict(photo=pictures.photo, status=status, heads=pictures.heads, overview=pictures.overview,
                 rollout=pictures.rollout, class_note=class_note, class_map=pictures.class_token)

@@ -86,6 +86,7 @@ class Context:
     photos: PhotoStore
     checkpoints: dict[str, Path]  # display name → folder
     analysis: gr.State | None = None  # holds AnalysisKey | None; created by the shell
+    point: gr.State | None = None  # the selected point on the photo (`widgets.Point`) or None; created by the shell
     runs_dir: Path = Path("runs")  # where training runs live (the Train tab starts new ones there)
     data_root: str | None = None  # the dataset folder given to the app, if any
     language: gr.components.Component | None = None  # holds a code of i18n.LANGUAGES; created by the shell

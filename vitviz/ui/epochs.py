@@ -29,11 +29,12 @@ def frame_label(frame: Frame, folder: str, lang: str) -> str:
 
 
 def build(ctx: Context) -> Refresh:
-    explanation = gr.Markdown(text("epochs.no_analysis"))
     # Six to a row, so that thumbnails and captions can be read; a longer progression scrolls.
+    # The strip first: the tab's main picture, on the first screen; why it looks as it does below.
     strip = ctx.localized(gr.Gallery, {"label": "epochs.strip"}, columns=6, height=270, format="png",
                           object_fit="contain", allow_preview=False, elem_id="epochs-strip",
                           elem_classes="full-captions")
+    explanation = gr.Markdown(text("epochs.no_analysis"))
     snapshot = ctx.localized(gr.Slider, {"label": "epochs.slider"}, minimum=1, maximum=2, value=1, step=1,
                              elem_id="epochs-snapshot")
     with gr.Row():

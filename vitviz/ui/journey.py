@@ -2,6 +2,8 @@
 clickable patch grid that follows one patch through every stage, a "what if" shape table, and
 the linear-vs-Conv2d patch embedding check (brief §3)."""
 
+from typing import Any
+
 import gradio as gr
 
 from vitviz.app.i18n import DEFAULT, text
@@ -11,10 +13,9 @@ from vitviz.model.vit import ViTConfig
 from vitviz.training.presets import preset
 from vitviz.ui.context import AnalysisKey, Context
 from vitviz.ui.lazy import Refresh
-from vitviz.ui.widgets import LATEX, about, clicked_patch, load_analysis, number
+from vitviz.ui.widgets import LATEX, about, clicked_point, load_analysis, number, patch_at
 from vitviz.views.journey import (WHAT_IF_LIMITS, comparison_embed, journey_pictures, journey_rows,
                                   linear_conv_difference, model_summary, what_if)
-from vitviz.views.pictures import centre_patch, fit_size
 
 DISPLAY_SIDE = 640  # the clickable photo keeps its aspect ratio, its longer side at most this
 
@@ -76,12 +77,11 @@ def seed_settings() -> tuple:
 
 def build(ctx: Context) -> Refresh:
     about(ctx, "journey.intro")
-    selected = gr.State(None)  # the clicked patch index, or None
     with gr.Row():
         with gr.Column():
             grid_photo = ctx.localized(gr.Image, {"label": "journey.grid_photo"}, format="png", interactive=False,
                                        buttons=["download", "fullscreen"])
-            patch_info = gr.Markdown()
+            patch_info = gr.Markdown(elem_id="journey-patch")
         with gr.Column():
             ctx.localized(gr.Markdown, {"value": "journey.formulas"}, latex_delimiters=LATEX)
             summary = gr.Markdown(latex_delimiters=LATEX)
@@ -113,14 +113,12 @@ def build(ctx: Context) -> Refresh:
         ctx.localized(gr.Markdown, {"value": "journey.conv_intro"})
         conv_result = gr.Markdown()
 
-    def refresh(key: AnalysisKey | None, patch: int | None, lang: str = DEFAULT):
+    def refresh(key: AnalysisKey | None, point: Any, lang: str = DEFAULT):
         analysis = load_analysis(ctx, key, warn=False, lang=lang)
         if analysis is None:
-            return {selected: None, grid_photo: None, patch_info: "", summary: "",
+            return {grid_photo: None, patch_info: "", summary: "",
                     table: gr.update(value=None, headers=table_headers(lang)), pictures: None, conv_result: ""}
-        rows, cols = analysis.grid
-        if patch is None or patch >= rows * cols:  # a new grid may not have the last click's patch
-            patch = centre_patch(analysis.grid)
+        patch = patch_at(point, analysis.grid)  # the selected point, on this model's grid
         model = ctx.cache.model(key.checkpoint, key.epoch)
         table_update = gr.update(value=journey_rows(analysis.trace, model.num_params(), lang),
                                  headers=table_headers(lang))
@@ -132,14 +130,14 @@ def build(ctx: Context) -> Refresh:
         if analysis is None:
             gr.Warning(text("journey.no_photo", lang))
             return gr.skip()
-        patch = clicked_patch(evt.index, fit_size(*analysis.photo.shape[:2], DISPLAY_SIDE), analysis.grid, lang)
-        if patch is None:
+        point = clicked_point(evt.index, analysis.clickable_size(DISPLAY_SIDE), lang)
+        if point is None:
             return gr.skip()
-        return patch_views(analysis, patch, lang)
+        return {ctx.point: point, **patch_views(analysis, patch_at(point, analysis.grid), lang)}
 
     def patch_views(analysis: Analysis, patch: int, lang: str) -> dict:
         """The outputs that follow the clicked patch."""
-        return {selected: patch, grid_photo: analysis.click_target(DISPLAY_SIDE, patch),
+        return {grid_photo: analysis.click_target(DISPLAY_SIDE, patch),
                 patch_info: patch_text(analysis, patch, lang), pictures: journey_pictures(analysis, patch, lang)}
 
     def checkpoint_settings(key: AnalysisKey | None, lang: str = DEFAULT):
@@ -158,7 +156,7 @@ def build(ctx: Context) -> Refresh:
     from_checkpoint.click(checkpoint_settings, [ctx.analysis, ctx.language], settings_outputs).then(
         show_what_if, *what_if_io)
     grid_photo.select(select_patch, [ctx.analysis, ctx.language],
-                      [selected, grid_photo, patch_info, pictures])
-    return Refresh(refresh, [selected, ctx.language],
-                   [selected, grid_photo, patch_info, summary, table, pictures, conv_result])
+                      [ctx.point, grid_photo, patch_info, pictures])
+    return Refresh(refresh, [ctx.point, ctx.language],
+                   [grid_photo, patch_info, summary, table, pictures, conv_result])
 

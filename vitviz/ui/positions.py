@@ -16,9 +16,9 @@ from vitviz.app.inference import Analysis
 from vitviz.model.posembed import KINDS
 from vitviz.ui.context import AnalysisKey, Context, localized_choices
 from vitviz.ui.lazy import Refresh
-from vitviz.ui.widgets import (HIDE_SAVED, LATEX, about, clicked_patch, figure, load_analysis, one_of, patch_in_grid,
+from vitviz.ui.widgets import (HIDE_SAVED, LATEX, about, clicked_point, figure, load_analysis, one_of, patch_at,
                                saved_files, show_saved, whole_number)
-from vitviz.views.pictures import fit_size, tile
+from vitviz.views.pictures import CLICKABLE_SIDE, patch_centre, tile
 from vitviz.views.positions import (SHOWN_KINDS, ColourRange, EmbeddingTables, accuracy_markdown,
                                     all_similarities_image, dimension_image, embedding_tables, kind_name, map_cell,
                                     matrix_image, similarity_image)
@@ -33,9 +33,8 @@ def build(ctx: Context) -> list[Refresh]:
     model_note = gr.Markdown()
     with ctx.localized(gr.Accordion, {"label": "positions.formulas_label"}, open=False):
         ctx.localized(gr.Markdown, {"value": "positions.formulas"}, latex_delimiters=LATEX)
-    patch = gr.State(None)  # the clicked patch index, row-major
     with gr.Row():
-        with gr.Column(scale=1):
+        with gr.Column(scale=1, min_width=CLICKABLE_SIDE + 32):  # the photo at least 384 px on screen
             photo = ctx.localized(figure, {"label": "positions.photo"}, fast=True)
             # Sent as JPEG on every click, like the Attention tab's pictures; the PNG on demand.
             save = ctx.localized(gr.Button, {"value": "positions.save"}, size="sm", variant="secondary",
@@ -74,35 +73,41 @@ def build(ctx: Context) -> list[Refresh]:
     ctx.localized(gr.Markdown, {"value": "positions.accuracy_text"})
     accuracy = gr.Markdown(accuracy_markdown())
 
-    click_outputs = [patch, photo, status, *similarity.values()]
+    click_outputs = [photo, status, *similarity.values()]
     all_outputs = list(all_maps.values())
     dim_outputs = list(dimension.values())
 
     def shown_patch(views: dict[str, Any]) -> dict:
-        return {patch: views["patch"], photo: views["photo"], status: views["status"],
+        return {photo: views["photo"], status: views["status"],
                 **per_kind(similarity, views["similarity"])}
 
-    def click_handler(shown_size):
-        """A select handler for an image whose displayed (height, width) is `shown_size(analysis)`."""
+    def click_handler(clicked_on_photo: bool):
+        """A select handler for the photo (its click is the selected point) or for a similarity map
+        (a click picks a cell of the table's grid: the point becomes that patch's centre)."""
         def on_click(key: AnalysisKey | None, colour_range_: str, evt: gr.SelectData, lang: str = DEFAULT):
             loaded = _load(ctx, key, lang=lang)
             if loaded is None:
                 return gr.skip()
             analysis, tables = loaded
             colour_range_ = checked_range(colour_range_, lang)
-            clicked = clicked_patch(evt.index, shown_size(analysis), analysis.grid, lang)
-            if clicked is None:
+            if clicked_on_photo:
+                point = clicked_point(evt.index, analysis.clickable_size(PHOTO_SIDE), lang)
+            else:
+                cell = clicked_point(evt.index, _map_size(analysis.grid), lang)
+                point = None if cell is None else patch_centre(patch_at(cell, tables.grid), tables.grid)
+            if point is None:
                 return gr.skip()
-            return shown_patch(patch_views(analysis, tables, clicked, colour_range_, lang))
+            patch = patch_at(point, tables.grid)
+            return {ctx.point: point, **shown_patch(patch_views(analysis, tables, patch, colour_range_, lang))}
         return on_click
 
-    def on_colour_range(key: AnalysisKey | None, patch_: int | None, colour_range_: str, lang: str = DEFAULT):
+    def on_colour_range(key: AnalysisKey | None, point: Any, colour_range_: str, lang: str = DEFAULT):
         loaded = _load(ctx, key, warn=False, lang=lang)
         if loaded is None:
             return gr.skip()
         analysis, tables = loaded
         colour_range_ = checked_range(colour_range_, lang)
-        return {**shown_patch(patch_views(analysis, tables, patch_in_grid(patch_, tables.grid), colour_range_, lang)),
+        return {**shown_patch(patch_views(analysis, tables, patch_at(point, tables.grid), colour_range_, lang)),
                 **per_kind(all_maps, all_maps_views(tables, colour_range_))}
 
     def on_dimension(key: AnalysisKey | None, d: int, lang: str = DEFAULT):
@@ -111,16 +116,16 @@ def build(ctx: Context) -> list[Refresh]:
             return gr.skip()
         return per_kind(dimension, dimension_views(loaded[1], checked_dimension(d, loaded[1], lang)))
 
-    def on_save(key: AnalysisKey | None, patch_: int | None, lang: str = DEFAULT):
+    def on_save(key: AnalysisKey | None, point: Any, lang: str = DEFAULT):
         """The photo with the clicked patch outlined, as on screen, written as a PNG file."""
         loaded = _load(ctx, key, lang=lang)
         if loaded is None:
             return gr.skip()
         analysis, tables = loaded
-        clicked = patch_in_grid(patch_, tables.grid)
+        clicked = patch_at(point, tables.grid)
         return show_saved(save_pngs({f"positions-patch{clicked}-photo": analysis.click_target(PHOTO_SIDE, clicked)}))
 
-    def refresh(key: AnalysisKey | None, patch_: int | None, colour_range_: str, lang: str = DEFAULT):
+    def refresh(key: AnalysisKey | None, point: Any, colour_range_: str, lang: str = DEFAULT):
         """The views of the photo: it, with the clicked patch, and each kind's similarity map."""
         loaded = _load(ctx, key, warn=False, lang=lang)
         if loaded is None:
@@ -128,7 +133,7 @@ def build(ctx: Context) -> list[Refresh]:
                     saved: HIDE_SAVED}
         analysis, tables = loaded
         colour_range_ = checked_range(colour_range_, lang)
-        return {**shown_patch(patch_views(analysis, tables, patch_in_grid(patch_, tables.grid), colour_range_, lang)),
+        return {**shown_patch(patch_views(analysis, tables, patch_at(point, tables.grid), colour_range_, lang)),
                 saved: HIDE_SAVED}  # PNG files saved for the previous photo
 
     def refresh_tables(key: AnalysisKey | None, colour_range_: str, d: int, lang: str = DEFAULT):
@@ -147,17 +152,17 @@ def build(ctx: Context) -> list[Refresh]:
                 **per_kind(dimension, dimension_views(tables, d)), **per_kind(matrix, matrix_views(tables)),
                 accuracy: accuracy_markdown(lang=lang)}
 
-    photo.select(click_handler(lambda a: fit_size(*a.photo.shape[:2], PHOTO_SIDE)),
-                 [ctx.analysis, colour_range, ctx.language], click_outputs)
+    photo.select(click_handler(clicked_on_photo=True), [ctx.analysis, colour_range, ctx.language],
+                 [ctx.point, *click_outputs])
     for kind in SHOWN_KINDS:
-        similarity[kind].select(click_handler(lambda a: _map_size(a.grid)), [ctx.analysis, colour_range, ctx.language],
-                                click_outputs)
-    colour_range.change(on_colour_range, [ctx.analysis, patch, colour_range, ctx.language],
+        similarity[kind].select(click_handler(clicked_on_photo=False), [ctx.analysis, colour_range, ctx.language],
+                                [ctx.point, *click_outputs])
+    colour_range.change(on_colour_range, [ctx.analysis, ctx.point, colour_range, ctx.language],
                         [*click_outputs, *all_outputs])
     dim.change(on_dimension, [ctx.analysis, dim, ctx.language], dim_outputs)
-    save.click(on_save, [ctx.analysis, patch, ctx.language], saved)
+    save.click(on_save, [ctx.analysis, ctx.point, ctx.language], saved)
     table_outputs = [model_note, *notes.values(), *all_outputs, dim, *dim_outputs, *matrix.values(), accuracy]
-    return [Refresh(refresh, [patch, colour_range, ctx.language], [*click_outputs, saved]),
+    return [Refresh(refresh, [ctx.point, colour_range, ctx.language], [*click_outputs, saved]),
             # The same for every photo of a model: a new photo leaves them as they are.
             Refresh(refresh_tables, [colour_range, dim, ctx.language], table_outputs,
                     depends_on=lambda key: key and (key.checkpoint, key.epoch))]
@@ -181,7 +186,7 @@ def per_kind(components: dict[str, Any], values: dict[str, Any]) -> dict:
 
 def patch_views(analysis: Analysis, tables: EmbeddingTables, patch: int, colour_range: str,
                 lang: str = DEFAULT) -> dict[str, Any]:
-    """What the tab's click outputs show: the patch, the photo with it outlined, a caption in
+    """What the tab's click outputs show: the photo with the patch outlined, a caption in
     `lang`, and the similarity map of each kind ({kind: file}, None for a kind without a table)."""
     grid = tables.grid
     rows, cols = grid
@@ -191,7 +196,7 @@ def patch_views(analysis: Analysis, tables: EmbeddingTables, patch: int, colour_
     maps = {kind: _file(f"positions-{kind}-similarity-patch{patch}",
                         similarity_image(tables.similarities(kind), patch, grid, colour_range))
             if kind in tables.tables else None for kind in SHOWN_KINDS}
-    return dict(patch=patch, photo=photo, status=status, similarity=maps)
+    return dict(photo=photo, status=status, similarity=maps)
 
 
 def all_maps_views(tables: EmbeddingTables, colour_range: str) -> dict[str, str | None]:

@@ -70,27 +70,36 @@ def load_analysis(ctx: Context, key: AnalysisKey | None, warn: bool = True, lang
         raise gr.Error(text("shell.checkpoint_refused", lang, reason=e)) from None
 
 
-def patch_in_grid(patch: int | None, grid: tuple[int, int]) -> int:
-    """The kept patch when it fits the grid (a new epoch keeps the click), else the centre patch."""
-    return patch if patch is not None and 0 <= patch < grid[0] * grid[1] else centre_patch(grid)
-
-
 # --- what the browser sends: every handler checks it here -------------------------------------
 # A browser sends what its widgets allow, but anyone can call the API with anything. What cannot be
 # used gets a one-line gr.Error, logged without a traceback, and the views stay as they are.
 
-def clicked_patch(index: Any, shown: tuple[int, int], grid: tuple[int, int], lang: str = DEFAULT) -> int | None:
-    """The patch under a click on a picture shown at `shown` (height, width), from the click's
-    `gr.SelectData.index`: the one place where the tabs' clicks become patches. A click outside
-    the picture (an edge pixel that a browser rounds out) gets a warning and None, and the tab
-    draws nothing new."""
+# The selected point: one place on the photo for the whole app, kept in the shell's `ctx.point` as
+# (x, y) fractions of the photo's width and height. Each tab maps it to its own patch grid, so a
+# click survives a change of tab, epoch or checkpoint (another grid) and stays on the same spot.
+Point = tuple[float, float]
+
+
+def clicked_point(index: Any, shown: tuple[int, int], lang: str = DEFAULT) -> Point | None:
+    """The point under a click on a picture of the photo shown at `shown` (height, width), from the
+    click's `gr.SelectData.index`: the one place where the tabs' clicks on the photo become points.
+    A click outside the picture (an edge pixel that a browser rounds out) gets a warning and None,
+    and the tab draws nothing new."""
     x, y = click_point(index, lang)
     height, width = shown
-    try:
-        return click_to_patch(x, y, width, height, grid)
-    except ValueError as e:
-        gr.Warning(text("shell.click_outside", lang, reason=e))
+    if not (0 <= x <= width and 0 <= y <= height):
+        gr.Warning(text("shell.click_outside", lang, reason=f"the click at ({x:g}, {y:g}) is outside the "
+                                                               f"{width}x{height} picture"))
         return None
+    return x / width, y / height
+
+
+def patch_at(point: Any, grid: tuple[int, int]) -> int:
+    """The patch of `grid` under the selected point; the centre patch while nothing is selected."""
+    if not (isinstance(point, (list, tuple)) and len(point) == 2 and all(map(_finite, point))
+            and all(0 <= v <= 1 for v in point)):
+        return centre_patch(grid)
+    return click_to_patch(point[0], point[1], 1, 1, grid)
 
 
 def click_point(index: Any, lang: str = DEFAULT) -> tuple[float, float]:

@@ -36,6 +36,13 @@ def click_to_patch(x: float, y: float, width: int, height: int, grid: tuple[int,
     return row * cols + col
 
 
+def patch_centre(patch: int, grid: tuple[int, int]) -> tuple[float, float]:
+    """(x, y) of the centre of `patch`, as fractions of the picture's width and height."""
+    rows, cols = grid
+    row, col = divmod(patch, cols)
+    return (col + 0.5) / cols, (row + 0.5) / rows
+
+
 def centre_patch(grid: tuple[int, int]) -> int:
     """The patch in the middle of the grid: a sensible first patch before anyone clicks."""
     rows, cols = grid
@@ -90,17 +97,24 @@ def grid_map_image(values: np.ndarray, cell: int) -> np.ndarray:
     return np.repeat(np.repeat(values, cell, axis=0), cell, axis=1)
 
 
-def fit_size(height: int, width: int, max_side: int) -> tuple[int, int]:
-    """(height, width) shrunk (never enlarged) so that the longer side is at most `max_side`."""
-    factor = max_side / max(height, width)
-    if factor >= 1:
+def fit_size(height: int, width: int, max_side: int, min_side: int = 0) -> tuple[int, int]:
+    """(height, width) shrunk so that the longer side is at most `max_side`, or enlarged so that it
+    is at least `min_side` (by default never enlarged)."""
+    longer = max(height, width)
+    factor = max_side / longer if longer > max_side else min_side / longer if longer < min_side else 1
+    if factor == 1:
         return height, width
     return max(1, round(height * factor)), max(1, round(width * factor))
 
 
-def fit_photo(photo: np.ndarray, max_side: int) -> np.ndarray:
+# A photo the user clicks patches on is shown with its longer side at least this large, so that a
+# patch of a 16×16 grid is at least 24 screen pixels, whatever the photo's own size.
+CLICKABLE_SIDE = 384
+
+
+def fit_photo(photo: np.ndarray, max_side: int, min_side: int = 0) -> np.ndarray:
     """The photo resized to `fit_size`: what a view shows, and the size its clicks are measured in."""
-    h, w = fit_size(*photo.shape[:2], max_side)
+    h, w = fit_size(*photo.shape[:2], max_side, min_side)
     if (h, w) == photo.shape[:2]:
         return photo
     return np.asarray(Image.fromarray(photo).resize((w, h), Image.Resampling.LANCZOS))
@@ -166,8 +180,21 @@ def overlays(photo: np.ndarray, heats: np.ndarray | torch.Tensor, patch: int | N
 
 @functools.lru_cache(maxsize=16)
 def font(size: int) -> ImageFont.FreeTypeFont:
-    """Pillow's bundled font: no font files or network needed."""
+    """Pillow's bundled font: no font files or network needed. It has the printable ASCII glyphs
+    only, so every text drawn with it goes through `drawable` first."""
     return ImageFont.load_default(size=size)
+
+
+# The ASCII spelling of the symbols the views' labels use: any other character would be drawn as an
+# empty box by the bundled font. Words in pictures stay English and short; the page around a
+# picture carries the translated texts.
+ASCII_SPELLING = {"×": "x", "→": "->", "←": "<-", "–": "-", "—": "-", "−": "-", "·": ".", "…": "...", "≈": "~"}
+
+
+def drawable(text: str) -> str:
+    """`text` in characters the bundled font has: symbols spelled in ASCII, anything else "?"."""
+    spelled = "".join(ASCII_SPELLING.get(char, char) for char in text)
+    return spelled.encode("ascii", "replace").decode("ascii")
 
 
 def tile(images: Sequence[np.ndarray] | np.ndarray, labels: Sequence[str], columns: int, gap: int = 6) -> np.ndarray:
@@ -197,7 +224,7 @@ def label_strip(label: str, width: int, size: int) -> np.ndarray:
     labels again, and rendering text is the slow part of a tile."""
     text = font(size)
     strip = Image.new("RGB", (width, text.size + 6), "white")
-    ImageDraw.Draw(strip).text((0, 0), label, fill="black", font=text)
+    ImageDraw.Draw(strip).text((0, 0), drawable(label), fill="black", font=text)
     picture = np.asarray(strip)
     picture.flags.writeable = False  # shared by every caller
     return picture
@@ -227,8 +254,8 @@ def with_colour_bar(image: np.ndarray, stops: np.ndarray, low: str, high: str) -
     text = font(max(10, bar_h))
     labels = Image.new("RGB", (width, text.size + 4), "white")
     draw = ImageDraw.Draw(labels)
-    draw.text((1, 1), low, fill="black", font=text)
-    draw.text((width - 1, 1), high, fill="black", font=text, anchor="ra")
+    draw.text((1, 1), drawable(low), fill="black", font=text)
+    draw.text((width - 1, 1), drawable(high), fill="black", font=text, anchor="ra")
     gap = np.full((3, width, 3), 255, np.uint8)
     return np.concatenate([image, gap, ramp, np.asarray(labels)], axis=0)
 
@@ -237,5 +264,6 @@ def caption_band(image: np.ndarray, text: str) -> np.ndarray:
     """The picture with a dark band on top holding `text` in white (a GIF frame's label)."""
     height = max(18, image.shape[0] // 10)
     band = Image.new("RGB", (image.shape[1], height), (20, 20, 20))
-    ImageDraw.Draw(band).text((6, height // 2), text, fill="white", font=font(int(height * 0.7)), anchor="lm")
+    ImageDraw.Draw(band).text((6, height // 2), drawable(text), fill="white", font=font(int(height * 0.7)),
+                              anchor="lm")
     return np.concatenate([np.asarray(band), image], axis=0)

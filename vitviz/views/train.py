@@ -13,7 +13,8 @@ from vitviz.app.i18n import DEFAULT, text
 from vitviz.training.jobs import RunStatus, log_tail
 from vitviz.views.pictures import caption_band
 
-STATE_ICONS = {"starting": "⏳", "running": "▶", "stopping": "⏹", "stopped": "⏸", "finished": "✔", "crashed": "💥"}
+# Plain symbols every text font has (no emoji, which some systems draw as empty boxes).
+STATE_ICONS = {"starting": "…", "running": "▶", "stopping": "■", "stopped": "■", "finished": "✔", "crashed": "✖"}
 MAX_STRIPS = 12  # mask strips shown: all epochs up to this many, else the first 4 and the last 8
 
 

@@ -1,0 +1,109 @@
+"""The explorer as a newcomer meets it, in a real browser (Debian's Chromium through Playwright), on
+the shipped checkpoints: at 1440×900, and at 1280×720 in presenter mode, the photo and its mask are
+on the first screen (checked from their bounding boxes) and so is each tab's main picture; a clicked
+point survives a tab switch and a checkpoint switch to another patch grid; a language switch
+leaves no text of the old language. Screenshots of every tab at both sizes land in test-artifacts/.
+
+Beside the shipped checkpoints (8×8 patch grids) the app offers the tests' 'tiny' run (4×4), so
+the point is seen mapped onto two grids.
+"""
+
+import re
+import time
+
+import pytest
+
+from browser import browser_page, screenshot
+from vitviz.app import i18n
+from vitviz.app.serve import running_app
+
+sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
+
+WAIT_MS = 60_000
+# Each tab's main picture: on screen when the tab opens.
+MAIN_PICTURE = {"segment": "segment-overlay", "journey": None, "positions": None, "attention": "attention-photo",
+                "knockout": "knockout-after", "epochs": "epochs-strip"}
+SIZES = [(1440, 900, False), (1280, 720, True)]
+
+
+def on_first_screen(page, elem_id: str, height: int) -> dict:
+    box = page.locator(f"#{elem_id}").bounding_box()
+    assert box is not None, elem_id
+    assert box["y"] >= 0 and box["y"] + box["height"] <= height, (elem_id, box, height)
+    return box
+
+
+@pytest.mark.parametrize("width, height, presenter", SIZES, ids=["1440x900", "1280x720-presenter"])
+def test_the_photo_and_its_mask_come_first(width, height, presenter, tiny_checkpoint):
+    page_errors: list[str] = []
+    with running_app("--checkpoint", "checkpoints/default", "--runs-dir", str(tiny_checkpoint.parent)) as app, \
+            browser_page(width, height) as page:
+        page.set_default_timeout(WAIT_MS)
+        page.on("pageerror", lambda e: page_errors.append(str(e)))
+        page.goto(app.url)
+        expect(page.get_by_text("model input 128×128")).to_be_visible(timeout=WAIT_MS)
+        if presenter:
+            page.locator("#presenter").get_by_text(i18n.text("shell.presenter")).click()
+            expect(page.locator("body")).to_have_class(re.compile(r"\bpresenter\b"), timeout=5_000)
+        page.wait_for_function("() => document.querySelector('#segment-overlay img')?.complete")
+        photo, mask = on_first_screen(page, "segment-photo", height), on_first_screen(page, "segment-overlay", height)
+        assert photo["height"] >= 300 and mask["height"] >= 300  # large enough to see the mask
+        # every tab title on screen (none folded into a menu), each tab's main picture on the first screen
+        for tab_id, picture in MAIN_PICTURE.items():
+            title = i18n.text(f"shell.tab_{tab_id}")
+            page.get_by_role("tab", name=title, exact=True).click()
+            if picture:
+                page.wait_for_function(f"() => document.querySelector('#{picture} img')?.complete")
+                on_first_screen(page, picture, height)
+            page.screenshot(path=str(screenshot(page, "unused").parent / f"first-screen-{width}-{tab_id}.png"))
+    assert not page_errors, page_errors
+
+
+def test_one_point_for_every_tab_and_checkpoint_and_a_complete_language_switch(tiny_checkpoint):
+    tiny = f"{tiny_checkpoint.parent.name}/tiny"
+    with running_app("--checkpoint", "checkpoints/default", "--runs-dir", str(tiny_checkpoint.parent)) as app, \
+            browser_page(1440, 900) as page:
+        page.set_default_timeout(WAIT_MS)
+        page.goto(app.url)
+        expect(page.get_by_text("model input 128×128")).to_be_visible(timeout=WAIT_MS)
+
+        # Click near the bottom-right corner of the photo in the Attention tab: patch 63 of the 8×8 grid.
+        page.get_by_role("tab", name="Attention", exact=True).click()
+        photo = page.locator("#attention-photo img")
+        page.wait_for_function("() => document.querySelector('#attention-photo img')?.complete")
+        box = photo.bounding_box()
+        assert max(box["width"], box["height"]) >= 384 * 0.99  # the clickable photo, at least 384 px
+        photo.click(position={"x": 0.95 * box["width"], "y": 0.95 * box["height"]})
+        status = page.locator("#attention-status")
+        expect(status).to_contain_text("Patch 63: row 8, column 8 of the 8×8 grid", timeout=WAIT_MS)
+
+        # Another tab shows the same point.
+        page.get_by_role("tab", name="Tensor journey", exact=True).click()
+        journey_patch = page.locator("#journey-patch")
+        expect(journey_patch).to_contain_text("Patch 63", timeout=WAIT_MS)
+
+        # Another checkpoint (a 4×4 grid): the same spot is its patch 15, in both tabs.
+        page.get_by_label("Checkpoint", exact=True).click()
+        page.get_by_role("option", name=tiny).click()
+        expect(page.get_by_text("model input 32×32")).to_be_visible(timeout=WAIT_MS)
+        expect(journey_patch).to_contain_text("Patch 15", timeout=WAIT_MS)
+        page.get_by_role("tab", name="Attention", exact=True).click()
+        expect(status).to_contain_text("Patch 15: row 4, column 4 of the 4×4 grid", timeout=WAIT_MS)
+        screenshot(page, "point-kept-across-checkpoints")
+
+        # Japanese: no English text is left on the page (tab titles, labels, status, tab texts).
+        page.get_by_role("tab", name="Segment", exact=True).click()
+        expect(page.locator("#segment-expect")).to_contain_text("What to expect", timeout=WAIT_MS)
+        started = time.monotonic()
+        page.locator("#language").get_by_text(i18n.LANGUAGES["ja"], exact=True).click()
+        english = ["Segment", "Tensor journey", "Attention", "Knock-outs", "Guided tour", "Checkpoint",
+                   "model input", "What to expect", "predicted share of pixels", "Mask opacity", "About this tab"]
+        page.wait_for_function("""words => {
+            const text = document.body.innerText;
+            return words.every(w => !text.includes(w));
+        }""", arg=english, timeout=WAIT_MS)
+        seconds = time.monotonic() - started
+        print(f"language switch complete in the browser: {seconds:.2f} s")
+        expect(page.locator("#segment-expect")).to_contain_text("期待できること")
+        screenshot(page, "language-switched-ja")
