@@ -176,8 +176,8 @@ def test_start_watch_stop_and_resume_a_real_run(tiny_data, tmp_path, manager):
     assert picture.shape[1] == 6 * 96 and picture.shape[0] > sum(strip.shape[0] for strip, _ in strips)
     figure = curves_figure(read_metrics(folder))
     assert len(figure.data) == 4 and len(figure.data[0].x) == done
-    assert "⏸ **first** is **stopped**" in status_markdown(stopped) and f'value="{done}"' in progress_html(stopped)
-    assert runs_table([stopped])[0][:3] == ["first", "⏸ stopped", f"{done}/10000"]
+    assert "■ **first** is **stopped**" in status_markdown(stopped) and f'value="{done}"' in progress_html(stopped)
+    assert runs_table([stopped])[0][:3] == ["first", "■ stopped", f"{done}/10000"]
 
     manager.resume("first")
     with pytest.raises(JobError, match="already"):

@@ -14,7 +14,7 @@ from vitviz.training.jobs import RunStatus, log_tail
 from vitviz.views.pictures import caption_band
 
 # Plain symbols every text font has (no emoji, which some systems draw as empty boxes).
-STATE_ICONS = {"starting": "…", "running": "▶", "stopping": "■", "stopped": "■", "finished": "✔", "crashed": "✖"}
+STATE_ICONS = {"starting": "…", "running": "▶", "stopping": "■…", "stopped": "■", "finished": "✔", "crashed": "✖"}
 MAX_STRIPS = 12  # mask strips shown: all epochs up to this many, else the first 4 and the last 8
 
 
