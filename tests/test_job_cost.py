@@ -23,7 +23,7 @@ ONE_STEP = """
 import json, resource, sys, torch
 from vitviz.model.vit import SegmentationViT
 from vitviz.training.presets import preset
-from vitviz.train import make_optimizer, segmentation_loss
+from vitviz.training.loop import make_optimizer, segmentation_loss
 torch.set_num_threads(1)
 model_cfg, train = preset(sys.argv[1])
 model = SegmentationViT(model_cfg).train()

@@ -70,7 +70,7 @@ def manager(tmp_path):
 
 @pytest.mark.parametrize("changes, message", [
     ({"patch_size": 7}, "Patch size 7 does not divide the 32 px images of preset 'tiny': choose one of 1, 2, 4, 8, 16, 32"),
-    ({"embed_dim": 30, "num_heads": 4}, "Width 30 is not divisible by 4 heads"),
+    ({"embed_dim": 30, "num_heads": 4}, "Width 30 (embed_dim) is not divisible by 4 heads"),
     ({"embed_dim": 34, "pos_embed": "sin2d"}, "sin2d position embeddings need a width divisible by 4"),
     ({"pos_embed": "spiral"}, "Unknown position embedding 'spiral'"),
     ({"head": "conv"}, "Head must be 'linear', 'mlp' or 'skip', got 'conv'"),

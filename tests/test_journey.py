@@ -115,7 +115,7 @@ def test_what_if_follows_every_setting():
 
 @pytest.mark.parametrize("values, message", [
     ((128, 10, 768, 8, 12, False, "learned"), "not a multiple of patch size 10"),
-    ((128, 16, 100, 8, 12, False, "learned"), "not divisible by num_heads"),
+    ((128, 16, 100, 8, 12, False, "learned"), "not divisible by 8 heads"),
     ((128, 16, 98, 2, 12, False, "sin2d"), "divisible by 4"),
     ((128.5, 16, 768, 8, 12, False, "learned"), "whole number"),
     ((None, 16, 768, 8, 12, False, "learned"), "whole number"),

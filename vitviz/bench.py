@@ -35,7 +35,7 @@ from torch import nn
 from vitviz.app.inference import analyse
 from vitviz.model.patches import unpatchify
 from vitviz.model.vit import SegmentationViT, ViTConfig
-from vitviz.train import git_commit, pick_device
+from vitviz.training.loop import git_commit, pick_device
 from vitviz.training.checkpoint import load_model
 from vitviz.training.presets import preset
 

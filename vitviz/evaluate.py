@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from vitviz.train import evaluate_model, git_commit, pick_device
+from vitviz.training.loop import evaluate_model, git_commit, pick_device
 from vitviz.training.checkpoint import CheckpointError, atomic_write_json, load_model, read_config
 from vitviz.training.data import TRAINING_SPLIT, PetDataset, labeled, read_split, resolve_root
 from vitviz.training.smallpets import small_pet_scores

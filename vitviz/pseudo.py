@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from vitviz.training import checkpoint as ckpt
-from vitviz.train import device_description, git_commit
+from vitviz.training.loop import device_description, git_commit
 from vitviz.training.pseudo_labels import pseudo_label
 
 

@@ -58,7 +58,8 @@ class ViTConfig:
             raise ValueError("a classification head (num_classes > 0) needs class_token=True")
         grid_size((self.image_size, self.image_size), self.patch_size)
         if self.embed_dim % self.num_heads:
-            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+            raise ValueError(f"width {self.embed_dim} (embed_dim) is not divisible by {self.num_heads} heads "
+                             "(num_heads): every head gets an equal share of the width")
 
     @property
     def grid(self) -> tuple[int, int]:

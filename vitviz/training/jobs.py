@@ -36,7 +36,7 @@ import torch
 from vitviz.app.i18n import text
 from vitviz.app.sources import confine
 from vitviz.model.vit import SegmentationViT, ViTConfig
-from vitviz.train import pick_device
+from vitviz.training.loop import pick_device
 from vitviz.training import checkpoint as ckpt
 from vitviz.training.data import PetDataset, resolve_root
 from vitviz.training.presets import PRESETS, TrainConfig, preset
@@ -286,7 +286,7 @@ def check_request(runs_dir: str | os.PathLike, preset_name: str, name: str | Non
     numbers = {f: _whole_number(f, values.get(f)) for f in WHOLE_NUMBERS}
     lr = _learning_rate(values.get("lr"))
     image_size = preset(preset_name)[0].image_size
-    patch, width, heads = numbers["patch_size"], numbers["embed_dim"], numbers["num_heads"]
+    patch = numbers["patch_size"]
     if image_size % patch:
         fitting = ", ".join(str(p) for p in range(1, image_size + 1) if image_size % p == 0)
         raise JobError(f"Patch size {patch} does not divide the {image_size} px images of preset "
@@ -294,14 +294,12 @@ def check_request(runs_dir: str | os.PathLike, preset_name: str, name: str | Non
     if (image_size // patch) ** 2 > MAX_PATCHES:
         raise JobError(f"Patch size {patch} cuts a {image_size} px image into {(image_size // patch) ** 2} patches; "
                        f"attention over more than {MAX_PATCHES} needs too much memory: use a larger patch.")
-    if width % heads:
-        raise JobError(f"Width {width} is not divisible by {heads} heads: every head gets an equal share of the width.")
     pos_embed, head = values.get("pos_embed"), values.get("head")
     warmup = PRESETS[preset_name][1].get("warmup_epochs", 0)
     if numbers["epochs"] <= warmup:
         raise JobError(f"Preset {preset_name!r} warms the learning rate up for {warmup:g} epochs: train for more than that.")
     model_values = {f: numbers[f] for f in ("patch_size", "embed_dim", "depth", "num_heads")}
-    try:  # the model's own checks: the head, the position embedding and the width it needs
+    try:  # the model's own checks: width and heads, the head, the position embedding and the width it needs
         model, train = preset(preset_name, {**model_values, "pos_embed": pos_embed, "head": head},
                               {"epochs": numbers["epochs"], "batch_size": numbers["batch_size"], "lr": lr})
     except ValueError as e:

@@ -20,7 +20,7 @@ import torch
 from vitviz.app.i18n import DEFAULT, text
 from vitviz.model.posembed import KINDS
 from vitviz.model.vit import HEADS
-from vitviz.train import pick_device
+from vitviz.training.loop import pick_device
 from vitviz.training import jobs
 from vitviz.training.jobs import JobError, JobManager
 from vitviz.training.presets import PRESETS
