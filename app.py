@@ -26,7 +26,7 @@ from vitviz.app.i18n import DEFAULT, LANGUAGES, language_from_browser, text
 from vitviz.app.inference import Analysis, ModelCache
 from vitviz.app.malloc import bound_fragmentation, trim_every
 from vitviz.app.photos import MAX_BYTES, PhotoError, load_photo_rgb
-from vitviz.training.checkpoint import CheckpointError
+from vitviz.training.checkpoint import CheckpointError, PathNotAllowed
 from vitviz.ui import attention, epochs, journey, knockout, positions, segment, tour, train
 from vitviz.ui.context import AnalysisKey, Context, PhotoStore
 from vitviz.ui.lazy import lazy, want
@@ -113,7 +113,7 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
         preview = fit_photo(ctx.photos.get(photo_id, lang), 240) if photo_id else None
         try:
             folder = sources.checkpoint_folder(checkpoint_name, ctx.checkpoints, allowed)
-        except sources.PathNotAllowed as e:
+        except PathNotAllowed as e:
             return None, text("shell.checkpoint_refused", lang, reason=e), preview
         if folder is None:
             return None, text("shell.no_checkpoint_to_run", lang), preview
@@ -138,6 +138,9 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
         except PhotoError as e:
             raise gr.Error(text("shell.bad_upload", lang, reason=e), print_exception=False) from None
 
+    def empty_drop_zone() -> None:
+        return None
+
     def use_example(index: int, lang: str) -> tuple:
         """(photo id, cleared upload box) for example `index`."""
         try:
@@ -155,7 +158,7 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
     def use_checkpoint(name: str | None, lang: str = DEFAULT):
         try:
             folder = sources.checkpoint_folder(name, ctx.checkpoints, allowed)
-        except sources.PathNotAllowed:
+        except PathNotAllowed:
             return gr.update(choices=sources.epoch_choices(None, lang), value=sources.FINAL)  # analyse says why
         return gr.update(choices=sources.epoch_choices(folder, lang), value=sources.FINAL)
 
@@ -182,6 +185,8 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
             presenter = ctx.localized(gr.Checkbox, {"label": "shell.presenter"}, value=False, elem_id="presenter")
             upload = ctx.localized(gr.File, {"label": "shell.upload"}, file_types=["image"], height=110,
                                    elem_id="upload")
+            preview = ctx.localized(gr.Image, {"label": "shell.preview"}, interactive=False, height=130,
+                                    format="png", buttons=[], elem_id="preview")
             gallery = ctx.localized(gr.Gallery, {"label": "shell.examples"},
                                     value=[(thumb, caption) for _, caption, thumb in examples], columns=2,
                                     height=220, allow_preview=False, object_fit="cover", format="png",
@@ -192,8 +197,6 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
                                      value=sources.FINAL)
             status = gr.Markdown(elem_id="status")
             rescan_btn = ctx.localized(gr.Button, {"value": "shell.rescan"}, size="sm", variant="secondary")
-            preview = ctx.localized(gr.Image, {"label": "shell.preview"}, interactive=False, height=130,
-                                    format="png", buttons=[], elem_id="preview")
         ctx.localized(gr.Markdown, {"value": "shell.intro"}, elem_id="intro")
         browser_language = gr.Textbox(visible=False)  # navigator.language, read when the page loads
         ctx.localized(gr.Markdown, {"value": notes_text}, visible=bool(notes))
@@ -223,7 +226,11 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
             # Only States change here (the drawing is their change events'): too quick to wait in the queue.
             event.then(wanted.fn, wanted.inputs, wanted.outputs, show_progress="hidden", concurrency_limit=None)
 
-        redraw_tabs_after(upload.upload(use_upload, [upload, ctx.language], photo_id).success(analyse, *analyse_io))
+        # The drop zone is emptied after every upload, read or refused: the next photo is dropped
+        # straight onto it (the current one is shown under it), and a refused file leaves no name behind.
+        uploaded = upload.upload(use_upload, [upload, ctx.language], photo_id)
+        uploaded.then(empty_drop_zone, None, upload, show_progress="hidden", queue=False)
+        redraw_tabs_after(uploaded.success(analyse, *analyse_io))
         redraw_tabs_after(gallery.select(pick_example, ctx.language, [photo_id, upload]).success(analyse, *analyse_io))
         redraw_tabs_after(checkpoint_dd.input(use_checkpoint, [checkpoint_dd, ctx.language], epoch_dd)
                           .then(analyse, *analyse_io))

@@ -549,15 +549,15 @@ def test_paths_from_the_ui_are_resolved_and_confined(tmp_path):
     runs, data = tmp_path / "runs", tmp_path / "data"
     (runs / "a").mkdir(parents=True)
     data.mkdir()
-    assert sources.confine(runs / "a", [runs, data]) == (runs / "a").resolve()
-    assert sources.confine(data, [runs, data]) == data.resolve()
+    assert ckpt.confine(runs / "a", [runs, data]) == (runs / "a").resolve()
+    assert ckpt.confine(data, [runs, data]) == data.resolve()
     for outside in (tmp_path, runs / ".." / ".." / "etc", "/etc/passwd", runs.parent / "runs-evil"):
-        with pytest.raises(sources.PathNotAllowed) as caught:
-            sources.confine(outside, [runs, data])
+        with pytest.raises(ckpt.PathNotAllowed) as caught:
+            ckpt.confine(outside, [runs, data])
         assert one_line(str(caught.value))
     (runs / "link").symlink_to(tmp_path, target_is_directory=True)  # a link out of runs/ is followed
-    with pytest.raises(sources.PathNotAllowed):
-        sources.confine(runs / "link", [runs])
+    with pytest.raises(ckpt.PathNotAllowed):
+        ckpt.confine(runs / "link", [runs])
 
 
 @pytest.mark.parametrize("data_root", [None, "tiny_data"])

@@ -2,6 +2,9 @@
 guesses, metrics, snapshots and the GIF export."""
 
 import json
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -9,7 +12,9 @@ import torch
 from PIL import Image
 
 from vitviz.app.inference import ModelCache
-from vitviz.views.epochs import export_gif, final_label, metrics_text, overlay_frame, progression, read_metrics
+from vitviz.training.checkpoint import read_metrics
+from vitviz.training.jobs import process_alive
+from vitviz.views.epochs import export_gif, final_label, metrics_text, overlay_frame, progression
 from vitviz.views.segment import (CLASS_COLOURS, class_shares, colour_mask, legend_html, overlay_mask, probability_maps,
                                   top_guesses)
 
@@ -93,7 +98,21 @@ def test_the_final_weights_are_named_by_their_epoch_and_whether_training_finishe
     running = tmp_path / "running"
     running.mkdir()
     (running / "metrics.jsonl").write_text('{"epoch": 1, "train_loss": 1.0}\n')  # no model.safetensors yet
-    assert final_label(running) == "latest saved (epoch 1, still training)"
+    # a live training process (what jobs.process_alive looks for: "vitviz.train" in its command line)
+    trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "vitviz.train"])
+    try:
+        deadline = time.monotonic() + 10
+        while not process_alive(trainer.pid) and time.monotonic() < deadline:  # until it has exec'd
+            time.sleep(0.05)
+        (running / "progress.json").write_text(json.dumps({"state": "running", "pid": trainer.pid}))
+        assert final_label(running) == "latest saved (epoch 1, still training)"
+    finally:
+        trainer.kill()
+        trainer.wait()
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    (stopped / "metrics.jsonl").write_text('{"epoch": 1, "train_loss": 1.0}\n')  # no process trains it any more
+    assert final_label(stopped) == "latest saved (epoch 1, training stopped)"
     assert final_label(tmp_path / "empty") == "latest saved"
 
 

@@ -8,28 +8,13 @@ import numpy as np
 
 from vitviz.app.i18n import DEFAULT, text
 from vitviz.app.photos import PhotoError, load_photo_rgb
-from vitviz.training.checkpoint import list_snapshots
+from vitviz.training.checkpoint import confine, list_snapshots
 from vitviz.training.data import labeled, read_split, read_trimap, resolve_root, trimap_path
 from vitviz.views.epochs import final_label
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 BUNDLED_EXAMPLES = ("chelsea-cat.png", "coffee-cup.jpg", "generated-blob.png")
 FINAL = "final"  # the epoch choice meaning "the folder's last weights", not a snapshot
-
-
-class PathNotAllowed(ValueError):
-    """A path from the UI that lies outside the folders the app may read; one line for the user."""
-
-
-def confine(path: str | os.PathLike, allowed: Iterable[str | os.PathLike]) -> Path:
-    """`path` resolved (symlinks and `..` followed, relative to the working folder), when it is one
-    of the `allowed` folders or lies inside one; otherwise PathNotAllowed. For every checkpoint, run
-    or data-root value that comes from the UI, before anything reads it."""
-    resolved = Path(path).resolve()
-    roots = [Path(folder).resolve() for folder in allowed]
-    if any(resolved.is_relative_to(root) for root in roots):
-        return resolved
-    raise PathNotAllowed(f"{path} is outside the folders this app may read ({', '.join(map(str, roots))})")
 
 
 def checkpoint_folder(name: str | None, found: dict[str, Path], allowed: Iterable[str | os.PathLike]) -> Path | None:

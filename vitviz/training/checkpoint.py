@@ -13,6 +13,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -107,6 +108,40 @@ def list_snapshots(folder: str | os.PathLike) -> list[int]:
     if not d.is_dir():
         return []
     return sorted(int(m.group(1)) for p in d.iterdir() if (m := re.fullmatch(r"epoch_(\d+)\.safetensors", p.name)))
+
+
+class PathNotAllowed(ValueError):
+    """A path from the UI that lies outside the folders the app may read; one line for the user."""
+
+
+def confine(path: str | os.PathLike, allowed: Iterable[str | os.PathLike]) -> Path:
+    """`path` resolved (symlinks and `..` followed, relative to the working folder), when it is one
+    of the `allowed` folders or lies inside one; otherwise PathNotAllowed. For every checkpoint, run
+    or data-root value that comes from the UI, before anything reads it."""
+    resolved = Path(path).resolve()
+    roots = [Path(folder).resolve() for folder in allowed]
+    if any(resolved.is_relative_to(root) for root in roots):
+        return resolved
+    raise PathNotAllowed(f"{path} is outside the folders this app may read ({', '.join(map(str, roots))})")
+
+
+def read_metrics(folder: str | os.PathLike) -> dict[int, dict]:
+    """Epoch → that epoch's row (train_loss, and val_loss, pixel_accuracy, miou, iou when the
+    epoch was validated), from metrics.jsonl (written every epoch) or else metrics.json's curve."""
+    folder = Path(folder)
+    rows: list[dict] = []
+    if (folder / "metrics.jsonl").is_file():
+        for line in (folder / "metrics.jsonl").read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a blank or foreign line does not hide the others
+    elif (folder / "metrics.json").is_file():
+        try:
+            rows = json.loads((folder / "metrics.json").read_text()).get("curve", [])
+        except (json.JSONDecodeError, AttributeError):
+            rows = []
+    return {int(r["epoch"]): r for r in rows if isinstance(r, dict) and "epoch" in r}
 
 
 def read_config(folder: str | os.PathLike) -> dict:

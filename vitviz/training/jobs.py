@@ -34,13 +34,11 @@ from pathlib import Path
 import torch
 
 from vitviz.app.i18n import text
-from vitviz.app.sources import confine
 from vitviz.model.vit import SegmentationViT, ViTConfig
 from vitviz.training.loop import pick_device
 from vitviz.training import checkpoint as ckpt
 from vitviz.training.data import PetDataset, resolve_root
 from vitviz.training.presets import PRESETS, TrainConfig, preset
-from vitviz.views.epochs import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -167,7 +165,7 @@ def check_data_root(data_root: str | None, data_roots: Sequence[str | os.PathLik
     if not data_root or not str(data_root).strip():
         raise JobError("Data root is empty: give the folder that holds oxford-iiit-pet/.")
     try:
-        return confine(resolve_root(confine(str(data_root).strip(), data_roots)), data_roots)
+        return ckpt.confine(resolve_root(ckpt.confine(str(data_root).strip(), data_roots)), data_roots)
     except (OSError, ValueError) as e:  # PathNotAllowed is a ValueError
         raise JobError(f"Data root: {e}.") from None
 
@@ -393,7 +391,7 @@ def read_status(folder: str | os.PathLike, alive=process_alive) -> RunStatus:
     folder = Path(folder)
     progress, job = _read_json(folder / "progress.json"), _read_json(folder / "job.json")
     config = _read_json(folder / "config.json")
-    metrics = read_metrics(folder)
+    metrics = ckpt.read_metrics(folder)
     pid = job.get("pid") or progress.get("pid")
     current = progress if progress.get("pid") == pid else {}  # an older process's progress is history
     if alive(pid):

@@ -25,7 +25,7 @@ from vitviz.training import jobs
 from vitviz.training.jobs import JobError, JobManager
 from vitviz.training.presets import PRESETS
 from vitviz.ui.context import Context
-from vitviz.views.epochs import read_metrics
+from vitviz.training.checkpoint import read_metrics
 from vitviz.views.train import (curves_figure, mask_progression, mask_strips, progress_html, runs_headers, runs_table,
                                 status_markdown)
 

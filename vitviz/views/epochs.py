@@ -7,7 +7,6 @@ every pixel of the block gets the same answer. Finer shapes appear as the tokens
 inside their patch the edge runs.
 """
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,37 +19,23 @@ from vitviz.app.downloads import write_privately
 from vitviz.app.i18n import DEFAULT, class_values, text
 from vitviz.app.inference import Analysis, ModelCache
 from vitviz.model.vit import HEADS
-from vitviz.training.checkpoint import list_snapshots
+from vitviz.training.checkpoint import list_snapshots, read_metrics
+from vitviz.training.jobs import read_status
 from vitviz.views.pictures import caption_band, fit_size, resize
 from vitviz.views.segment import overlay_mask
 
 
-def read_metrics(folder: str | os.PathLike) -> dict[int, dict]:
-    """Epoch → that epoch's row (train_loss, and val_loss, pixel_accuracy, miou, iou when the
-    epoch was validated), from metrics.jsonl (written every epoch) or else metrics.json's curve."""
-    folder = Path(folder)
-    rows: list[dict] = []
-    if (folder / "metrics.jsonl").is_file():
-        for line in (folder / "metrics.jsonl").read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a blank or foreign line does not hide the others
-    elif (folder / "metrics.json").is_file():
-        try:
-            rows = json.loads((folder / "metrics.json").read_text()).get("curve", [])
-        except (json.JSONDecodeError, AttributeError):
-            rows = []
-    return {int(r["epoch"]): r for r in rows if isinstance(r, dict) and "epoch" in r}
-
-
 def final_label(folder: str | os.PathLike, metrics: dict[int, dict] | None = None, lang: str = DEFAULT) -> str:
     """The name (in `lang`) of the folder's last weights: "final (epoch 50)" when training finished,
-    else "latest saved (epoch 7, still training)". `metrics` is `read_metrics(folder)` when known."""
+    else "latest saved (epoch 7, still training)", or "…, training stopped" for a run that stopped
+    or crashed before its last epoch. `metrics` is `read_metrics(folder)` when known."""
     last = max(read_metrics(folder) if metrics is None else metrics, default=None)
     if (Path(folder) / "model.safetensors").is_file():
         return text("epochs.final_epoch", lang, epoch=last) if last else text("epochs.final", lang)
-    return text("epochs.latest_epoch", lang, epoch=last) if last else text("epochs.latest", lang)
+    if not last:
+        return text("epochs.latest", lang)
+    stopped = read_status(folder).state in ("stopped", "crashed")
+    return text("epochs.stopped_epoch" if stopped else "epochs.latest_epoch", lang, epoch=last)
 
 
 def metrics_text(label: str, row: dict | None, lang: str = DEFAULT) -> str:
