@@ -15,20 +15,11 @@ THREADS=${THREADS:-2}
 EPOCHS=${EPOCHS:-40}
 . .venv/bin/activate
 
-stage() {  # stage NAME TRAIN-FLAGS...: train a run, or resume it, or skip it when finished
-  local name=$1; shift
-  if [ -f "$RUNS/$name/metrics.json" ]; then return; fi
-  if [ -f "$RUNS/$name/train_state.safetensors" ]; then
-    python -m vitviz.train --resume "$RUNS/$name" --threads "$THREADS" --workers 0
-  else
-    rm -rf "${RUNS:?}/$name"
-    python -m vitviz.train --preset hybrid --epochs "$EPOCHS" --snapshot-epochs 1 "$@" --data-root "$DATA" \
-      --runs-dir "$RUNS" --name "$name" --threads "$THREADS" --workers 0
-  fi
-}
+. scripts/stage.sh
+HYBRID=(--preset hybrid --epochs "$EPOCHS" --snapshot-epochs 1)
 
-stage hybrid
-stage abl-convstem --patch-embed convstem
-stage abl-no-paste --paste 0
-stage abl-ce --loss ce
+stage hybrid "${HYBRID[@]}"
+stage abl-convstem "${HYBRID[@]}" --patch-embed convstem
+stage abl-no-paste "${HYBRID[@]}" --paste 0
+stage abl-ce "${HYBRID[@]}" --loss ce
 python -m vitviz.experiments --out checkpoints/experiments "$RUNS"/hybrid "$RUNS"/abl-*

@@ -16,16 +16,7 @@ RUNS=${2:-runs}
 THREADS=${THREADS:-2}
 . .venv/bin/activate
 
-stage() {  # stage NAME TRAIN-FLAGS...: train a run, or resume it, or skip it when finished
-  local name=$1; shift
-  if [ -f "$RUNS/$name/metrics.json" ]; then return; fi
-  if [ -f "$RUNS/$name/train_state.safetensors" ]; then
-    python -m vitviz.train --resume "$RUNS/$name" --threads "$THREADS" --workers 0
-  else
-    rm -rf "${RUNS:?}/$name"  # a config written before the first epoch finished: start over
-    python -m vitviz.train "$@" --data-root "$DATA" --runs-dir "$RUNS" --name "$name" --threads "$THREADS" --workers 0
-  fi
-}
+. scripts/stage.sh
 
 stage hybrid-teacher --preset hybrid
 python -m vitviz.export "$RUNS/hybrid-teacher" checkpoints/default --int8-snapshots --snapshots 1 3 8 35
