@@ -15,6 +15,7 @@ import atexit
 import ipaddress
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -263,9 +264,18 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
 
 
 def private_gradio_folder() -> Path:
+    """A folder of this server's own (mode 0700) for Gradio's files, removed when the app exits:
+    after Ctrl-C, and after SIGTERM too (`stop_like_ctrl_c`)."""
     folder = Path(tempfile.mkdtemp(prefix="vitviz-gradio-"))  # mode 0700
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder
+
+
+def stop_like_ctrl_c() -> None:
+    """SIGTERM (`kill`, a service manager, a test harness) stops the server as Ctrl-C does: Gradio
+    closes it and `launch` returns, so the interpreter exits normally and runs the atexit cleanup.
+    By default SIGTERM kills the process on the spot and leaves the private folder behind."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -296,6 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     # user; this server's own folder (0700, removed at exit) keeps users' photos private. Read when
     # the app is built, so it must be set before `build_app`.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(private_gradio_folder()))
+    stop_like_ctrl_c()
     bound_fragmentation()  # before the server's threads start allocating
     gradio_fixes.apply()  # the workarounds for Gradio, for this server only (not for tests that build the app)
     trim_every(TRIM_SECONDS)

@@ -718,6 +718,7 @@ def test_the_server_listens_on_this_computer_only_and_bounds_what_it_keeps(tiny_
     # The server's process settings, not this test process's:
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
     monkeypatch.setattr(shell, "trim_every", trimmed.append)
+    monkeypatch.setattr(shell, "stop_like_ctrl_c", lambda: None)  # the server's signal handling, not pytest's
     monkeypatch.setattr("os.environ", dict(os.environ))  # app.main sets Gradio's analytics variables
     shell.main(["--checkpoint", str(tiny_checkpoint), "--checkpoints-dir", str(tmp_path), "--runs-dir", str(tmp_path)])
     assert launched["server_name"] == "127.0.0.1" and launched["share"] is False

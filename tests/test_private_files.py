@@ -16,6 +16,7 @@ from PIL import Image
 from session import drawn
 from vitviz.app import downloads
 from vitviz.app.inference import ModelCache
+from vitviz.app.serve import running_app
 from vitviz.ui import epochs
 from vitviz.ui.context import AnalysisKey, Context, PhotoStore
 from vitviz.views.epochs import export_gif
@@ -98,3 +99,17 @@ def test_folders_left_by_servers_stopped_by_a_signal_go_at_the_next_start(tmp_pa
         os.utime(path, (0, 0))
     mine = downloads.private_folder()
     assert sorted(tmp_path.iterdir()) == sorted([mine, running, other, elsewhere, link]) and private(mine)
+
+
+def test_the_private_gradio_folder_is_removed_when_the_server_is_stopped(tiny_checkpoint, tmp_path, monkeypatch):
+    """`running_app` stops the app with SIGTERM, as a service manager or `kill` does: the server's
+    private folder for Gradio's copies of uploads and pictures must not stay behind."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))  # where the app makes its private folder
+    with running_app("--checkpoint", str(tiny_checkpoint), "--checkpoints-dir", str(tmp_path),
+                     "--runs-dir", str(tiny_checkpoint.parent)) as app:
+        assert [p.name[:14] for p in temp.iterdir() if p.name.startswith("vitviz-gradio-")] == ["vitviz-gradio-"]
+        assert app.process.poll() is None
+    assert app.process.returncode is not None
+    assert not [p for p in temp.iterdir() if p.name.startswith("vitviz-gradio-")]
