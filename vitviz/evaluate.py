@@ -55,7 +55,6 @@ def evaluate(checkpoint: str, data_root: str | None, split: str = "test", epoch:
         out["classes"] = {"n_images": len(every_photo),
                           **class_accuracy(model, every_photo, read_config(checkpoint)["train"]["class_labels"], dev)}
     if small_pets:
-        model.cpu()
         out["small_pets"] = {canvas: small_pet_scores(model, dataset, canvas, flip) for canvas in ("grey", "mirror")}
     return out
 

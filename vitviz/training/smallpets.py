@@ -47,8 +47,10 @@ def shrink_onto_canvas(image: torch.Tensor, mask: torch.Tensor, scale: float, ca
 def small_pet_scores(model, dataset: PetDataset, canvas: str, flip: bool = False,
                      scales: tuple[float, ...] = SCALES, batch_size: int = 64) -> dict:
     """Pet IoU over the whole split at each scale, and their mean. Photo i sits at a fixed place
-    drawn from a generator seeded with 0, so every model is scored on the same pictures."""
+    drawn from a generator seeded with 0, so every model is scored on the same pictures. The
+    pictures are made on the CPU and scored on the model's device."""
     model.eval()
+    device = next(model.parameters()).device
     places = torch.rand(len(dataset), 2, generator=torch.Generator().manual_seed(0)).tolist()
     photos = [dataset[i][:2] for i in range(len(dataset))]
     by_scale = {}
@@ -58,6 +60,6 @@ def small_pet_scores(model, dataset: PetDataset, canvas: str, flip: bool = False
             pairs = [shrink_onto_canvas(image, mask, scale, canvas, places[start + k])
                      for k, (image, mask) in enumerate(photos[start:start + batch_size])]
             images, masks = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
-            conf += confusion(mask_probabilities(model, images, flip).argmax(1), masks)
+            conf += confusion(mask_probabilities(model, images.to(device), flip).argmax(1).cpu(), masks)
         by_scale[f"{scale:g}"] = summarize(conf)["iou"]["pet"]
     return {"pet_iou": float(np.mean(list(by_scale.values()))), "by_scale": by_scale}
