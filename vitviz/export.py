@@ -29,7 +29,8 @@ def export(run: Path, dest: Path, snapshots: list[int] | None = None, int8_snaps
     run, dest = Path(run), Path(dest)
     if not (run / "metrics.json").is_file() and not (run / "metrics.jsonl").is_file():
         raise ckpt.CheckpointError(f"{run}: no metrics yet, the run has not finished an epoch")
-    offset = len(read_curve(after)) if after else 0  # the student's epoch k is epoch offset + k
+    teacher = summary(after, ckpt.read_config(after)) if after else None  # read once: its curve sets the offset
+    offset = len(teacher["curve"]) if teacher else 0  # the student's epoch k is epoch offset + k
     sources = {e: (after, e) for e in ckpt.list_snapshots(after)} if after else {}
     sources.update({offset + e: (run, e) for e in ckpt.list_snapshots(run)})
     available = sorted(sources)
@@ -50,7 +51,7 @@ def export(run: Path, dest: Path, snapshots: list[int] | None = None, int8_snaps
         ckpt.atomic_save_tensors(ckpt.snapshot_path(staging, epoch), tensors, meta)
     metrics = summary(run, config)
     if after:
-        metrics = combined_summary(after, run, metrics)
+        metrics = combined_summary(after, teacher, run, metrics)
     metrics["shipped"] = {"weights": "float16", "snapshots": chosen,
                           "snapshot_format": "int8-rowwise" if int8_snapshots else "float16"}
     ckpt.atomic_write_json(staging / "metrics.json", metrics)
@@ -69,10 +70,10 @@ def summary(run: Path, config: dict) -> dict:
     return unfinished_summary(run, config)
 
 
-def combined_summary(teacher: Path, student: Path, metrics: dict) -> dict:
-    """One metrics.json for a student and its teacher: each stage's summary (without its curve)
-    under "stages", the pseudo-labels' command and statistics read from their file, and one curve."""
-    teacher_metrics = summary(teacher, ckpt.read_config(teacher))
+def combined_summary(teacher: Path, teacher_metrics: dict, student: Path, metrics: dict) -> dict:
+    """One metrics.json for a student and its teacher (`teacher_metrics`: its `summary`): each
+    stage's summary (without its curve) under "stages", the pseudo-labels' command and statistics
+    read from their file, and one curve."""
     stages = [{"stage": "teacher", "run": teacher.name, **{k: v for k, v in teacher_metrics.items() if k != "curve"}}]
     pseudo_file = ckpt.read_config(student)["train"].get("pseudo_labels")
     if pseudo_file:
