@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from vitviz.training.data import IGNORE, PetDataset
 from vitviz.training.resident import ResidentSet, augment_batch, colour_jitter, random_resized_crop, rotate_hue
@@ -81,3 +82,12 @@ def test_flip_and_jitter_move_photo_and_mask_together():
         classes = [level[i][out_masks[i] == c] for c in range(3) if (out_masks[i] == c).any()]
         for low, high in zip(classes, classes[1:]):
             assert low.max() < high.min()
+
+
+def test_pseudo_labels_of_another_image_size_are_refused_in_one_line(tmp_path):
+    photos = ResidentSet(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.full((2, 8, 8), -1, dtype=torch.int8),
+                         torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
+    path = tmp_path / "pseudo.safetensors"
+    save_file({"masks": torch.zeros(2, 16, 16, dtype=torch.int8)}, str(path), metadata={"names": '["a", "b"]'})
+    with pytest.raises(ValueError, match="holds 16x16 pseudo-labels but this run trains at 8x8"):
+        photos.with_pseudo_labels(["a", "b"], str(path))

@@ -49,6 +49,11 @@ class ResidentSet:
         this set's photo names in order. A trimap always wins over a pseudo-label."""
         pseudo = read_pseudo_labels(path)
         masks = self.masks.clone()
+        size = tuple(masks.shape[-2:])
+        other = next((tuple(mask.shape) for mask in pseudo.values() if tuple(mask.shape) != size), None)
+        if other is not None:
+            raise ValueError(f"{path} holds {other[0]}x{other[1]} pseudo-labels but this run trains at "
+                             f"{size[0]}x{size[1]}: make them with a teacher of the same image size")
         for i, name in enumerate(names):
             if name in pseudo and bool((masks[i] == IGNORE).all()):
                 masks[i] = pseudo[name].to(masks)
