@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from browser import browser_page, screenshot
+from browser import ARTIFACTS, browser_page, screenshot
 from vitviz.app import i18n
 from vitviz.app.serve import running_app
 
@@ -56,7 +56,8 @@ def test_the_photo_and_its_mask_come_first(width, height, presenter, tiny_checkp
             if picture:
                 page.wait_for_function(f"() => document.querySelector('#{picture} img')?.complete")
                 on_first_screen(page, picture, height)
-            page.screenshot(path=str(screenshot(page, "unused").parent / f"first-screen-{width}-{tab_id}.png"))
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"first-screen-{width}-{tab_id}.png"))  # the window, not the page
     assert not page_errors, page_errors
 
 
