@@ -186,6 +186,11 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
             presenter = ctx.localized(gr.Checkbox, {"label": "shell.presenter"}, value=False, elem_id="presenter")
             upload = ctx.localized(gr.File, {"label": "shell.upload"}, file_types=["image"], height=110,
                                    elem_id="upload")
+            # A webcam snapshot or a pasted picture: Gradio hands over the file as it came (type
+            # "filepath", no image_mode: it reads only the header), and the shell decodes it as an upload.
+            camera = ctx.localized(gr.Image, {"label": "shell.camera"}, sources=["webcam", "clipboard"],
+                                   type="filepath", image_mode=None, height=150, elem_id="camera",
+                                   webcam_options=gr.WebcamOptions(mirror=False))
             preview = ctx.localized(gr.Image, {"label": "shell.preview"}, interactive=False, height=130,
                                     format="png", buttons=[], elem_id="preview")
             gallery = ctx.localized(gr.Gallery, {"label": "shell.examples"},
@@ -232,6 +237,9 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
         uploaded = upload.upload(use_upload, [upload, ctx.language], photo_id)
         uploaded.then(empty_drop_zone, None, upload, show_progress="hidden", queue=False)
         redraw_tabs_after(uploaded.success(analyse, *analyse_io))
+        snapped = camera.input(use_upload, [camera, ctx.language], photo_id)
+        snapped.then(empty_drop_zone, None, camera, show_progress="hidden", queue=False)
+        redraw_tabs_after(snapped.success(analyse, *analyse_io))
         redraw_tabs_after(gallery.select(pick_example, ctx.language, [photo_id, upload]).success(analyse, *analyse_io))
         redraw_tabs_after(checkpoint_dd.input(use_checkpoint, [checkpoint_dd, ctx.language], epoch_dd)
                           .then(analyse, *analyse_io))

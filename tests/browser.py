@@ -20,14 +20,18 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 
 @contextlib.contextmanager
-def browser_page(width: int = 1400, height: int = 1000):
-    """A Playwright page in a fresh headless Chromium profile."""
+def browser_page(width: int = 1400, height: int = 1000, fake_camera: bool = False):
+    """A Playwright page in a fresh headless Chromium profile; with `fake_camera`, Chromium's test
+    camera (a moving green picture) is the webcam, allowed without asking."""
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (scripts/test.sh installs it)")
     with sync_api.sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
+        camera = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"] if fake_camera else []
         context = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True,
-                                                       args=CHROMIUM_ARGS, viewport={"width": width, "height": height},
+                                                       args=CHROMIUM_ARGS + camera,
+                                                       viewport={"width": width, "height": height},
+                                                       permissions=["camera"] if fake_camera else [],
                                                        accept_downloads=True)
         try:
             yield context.pages[0] if context.pages else context.new_page()

@@ -293,3 +293,16 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 120) -
     while not condition():
         assert time.time() < deadline, f"timed out after {timeout} s waiting for {what}"
         time.sleep(0.1)
+
+
+def test_a_webcam_snapshot_or_a_pasted_picture_is_read_like_an_upload(tiny_checkpoint, tmp_path):
+    """The camera box hands over the file as it came (type "filepath", no image_mode: Gradio reads
+    only its header), and the same bounded decoding as an upload reads it."""
+    demo = build_app(checkpoint=tiny_checkpoint, checkpoints_dir=tmp_path / "none", runs_dir=tiny_checkpoint.parent)
+    camera = by_id(demo, "camera")
+    assert camera.sources == ["webcam", "clipboard"] and camera.type == "filepath" and camera.image_mode is None
+    listener = next(fn for fn in demo.fns.values() if fn.targets and fn.targets[0] == (camera._id, "input"))
+    assert listener.fn.__name__ == "use_upload"
+    path = tmp_path / "snapshot.png"
+    Image.fromarray(PHOTO).save(path)
+    assert isinstance(listener.fn(str(path)), str)  # a photo id

@@ -2,7 +2,7 @@
 the shipped checkpoints: at 1440×900, and at 1280×720 in presenter mode, the photo and its mask are
 on the first screen (checked from their bounding boxes) and so is each tab's main picture; a clicked
 point survives a tab switch and a checkpoint switch to another patch grid; a language switch
-leaves no text of the old language. Screenshots of every tab at both sizes land in test-artifacts/.
+leaves no text of the old language; a webcam snapshot (Chromium's test camera) becomes the photo. Screenshots of every tab at both sizes land in test-artifacts/.
 
 Beside the shipped checkpoints (8×8 patch grids) the app offers the tests' 'tiny' run (4×4), so
 the point is seen mapped onto two grids.
@@ -108,3 +108,22 @@ def test_one_point_for_every_tab_and_checkpoint_and_a_complete_language_switch(t
         print(f"language switch complete in the browser: {seconds:.2f} s")
         expect(page.locator("#segment-expect")).to_contain_text("期待できること")
         screenshot(page, "language-switched-ja")
+
+
+def test_a_webcam_snapshot_becomes_the_photo(tiny_checkpoint):
+    """A classroom points the laptop's camera at a pet: one snapshot is analysed like an upload,
+    and the camera box is ready for the next one."""
+    with running_app("--checkpoint", "checkpoints/default", "--runs-dir", str(tiny_checkpoint.parent)) as app, \
+            browser_page(1440, 900, fake_camera=True) as page:
+        page.set_default_timeout(WAIT_MS)
+        page.goto(app.url)
+        expect(page.get_by_text("photo 451×300 → model input 128×128")).to_be_visible(timeout=WAIT_MS)
+        camera = page.locator("#camera")
+        camera.get_by_text("Click to Access Webcam").click()
+        camera.get_by_label("capture photo").click()
+        # Chromium's test camera: a frame of its own size, not the bundled cat's 451×300
+        expect(page.locator("#status")).to_contain_text(re.compile(r"photo (?!451×300)\d+×\d+ → model input 128×128"),
+                                                        timeout=WAIT_MS)
+        expect(page.locator("#segment-shares")).not_to_contain_text("451×300", timeout=WAIT_MS)
+        expect(camera.get_by_text("Click to Access Webcam")).to_be_visible(timeout=WAIT_MS)  # ready again
+        screenshot(page, "camera-snapshot")
