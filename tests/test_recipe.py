@@ -2,6 +2,7 @@
 guard, pseudo-labels, flip averaging and the small-pet stand-in."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -145,3 +146,18 @@ def test_the_app_shows_the_flip_averaged_mask_that_evaluate_scores():
     expected = mask_probabilities(model, photo_to_input(photo, 32)[None], flip=True)[0]
     assert torch.allclose(analysis.probs, expected, atol=1e-6)
     assert not torch.allclose(analysis.probs, mask_probabilities(model, photo_to_input(photo, 32)[None])[0], atol=1e-4)
+
+
+def test_evaluate_record_keeps_the_scores_and_the_training_photos_in_the_checkpoint(tiny_data, tiny_checkpoint, tmp_path):
+    folder = tmp_path / "tiny"
+    shutil.copytree(tiny_checkpoint, folder)
+    assert evaluate.main(["--checkpoint", str(folder), "--data-root", str(tiny_data), "--record"]) == 0
+    recorded = json.loads((folder / "metrics.json").read_text())["evaluation"]
+    scored = evaluate.evaluate(str(folder), str(tiny_data))
+    assert recorded["pixel_accuracy"] == scored["pixel_accuracy"] and recorded["flip"] and recorded["split"] == "test"
+    labeled = PetDataset(tiny_data, "trainval", ckpt.read_config(folder)["model"]["image_size"])
+    assert recorded["training_photos"] == {"with_trimap": len(labeled.entries), "without_trimap": 0,
+                                           "breeds_with_trimap": len({e.breed for e in labeled.entries})}
+    assert recorded["command"].startswith("python -m vitviz.evaluate --checkpoint")
+    with pytest.raises(SystemExit):  # a snapshot's scores are not the checkpoint's
+        evaluate.main(["--checkpoint", str(folder), "--record", "--epoch", "1"])

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from vitviz.training.loop import evaluate_model, git_commit, pick_device
 from vitviz.training.checkpoint import CheckpointError, atomic_write_json, load_model, read_config
-from vitviz.training.data import TRAINING_SPLIT, PetDataset, labeled, read_split, resolve_root
+from vitviz.training.data import TRAINING_SPLIT, PetDataset
 from vitviz.training.smallpets import small_pet_scores
 
 
@@ -60,18 +60,17 @@ def evaluate(checkpoint: str, data_root: str | None, split: str = "test", epoch:
 
 
 def training_photos(checkpoint: str, data_root: str | None) -> dict:
-    """How many trainval photos the checkpoint's recipe trained on, counted in `data_root`: those
-    with a trimap (times its label fraction, and of how many breeds) and, when it used them, those
-    without."""
-    train = read_config(checkpoint)["train"]
-    root = resolve_root(data_root)
-    entries = read_split(root, TRAINING_SPLIT)
-    masked = labeled(root, entries)
-    with_trimap = len(masked)
-    fraction = train.get("label_fraction", 1.0)
-    used = len(range(0, with_trimap, max(1, round(1 / fraction)))) if fraction < 1 else with_trimap  # as PetDataset
-    without = len(entries) - with_trimap if train.get("use_unlabeled") or train.get("pseudo_labels") else 0
-    return {"with_trimap": used, "breeds_with_trimap": len({e.breed for e in masked}), "without_trimap": without}
+    """How many trainval photos the checkpoint's recipe trained on, counted in `data_root` by the
+    same data layer that trained it: those with a trimap (its label fraction of them, and of how many
+    breeds) and, when it used them, those without."""
+    config = read_config(checkpoint)
+    train, size = config["train"], config["model"]["image_size"]
+    masked = PetDataset(data_root, TRAINING_SPLIT, size, fraction=train.get("label_fraction", 1.0)).entries
+    without = 0
+    if train.get("use_unlabeled") or train.get("pseudo_labels"):
+        every, labeled = (PetDataset(data_root, TRAINING_SPLIT, size, segmentation=s).entries for s in (False, True))
+        without = len(every) - len(labeled)
+    return {"with_trimap": len(masked), "breeds_with_trimap": len({e.breed for e in masked}), "without_trimap": without}
 
 
 def record(checkpoint: str, result: dict, data_root: str | None, argv: list[str]) -> None:

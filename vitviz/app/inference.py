@@ -21,6 +21,7 @@ from vitviz.training.checkpoint import load_model, read_config
 from vitviz.training.predict import flip_averaged
 from vitviz.views.attention import attention_rollout
 from vitviz.views.pictures import CLICKABLE_SIDE, draw_patch_grid, fit_photo, fit_size, outline_patch
+from vitviz.views.segment import class_mask, resampled
 
 
 @dataclass
@@ -78,12 +79,11 @@ class Analysis:
 
     def probs_at_photo_size(self) -> torch.Tensor:
         """(C, H0, W0): probabilities resampled onto the photo's own size."""
-        h, w = self.photo.shape[:2]
-        return F.interpolate(self.probs[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+        return resampled(self.probs, self.photo.shape[:2])
 
     def mask_at_photo_size(self) -> np.ndarray:
         """(H0, W0) class index per pixel of the original photo."""
-        return self.probs_at_photo_size().argmax(0).numpy().astype(np.uint8)
+        return class_mask(self.probs_at_photo_size())
 
 
 def photo_to_input(photo: np.ndarray, size: int) -> torch.Tensor:

@@ -20,9 +20,9 @@ from vitviz.model.knockout import SHUFFLES, KnockOut
 from vitviz.ui.context import AnalysisKey, Context, localized_choices
 from vitviz.ui.lazy import Refresh
 from vitviz.ui.widgets import about, click_point, figure, flag, load_analysis, one_of, some_of
-from vitviz.views.knockout import (at_photo_size, changed_picture, changed_share, chart_cell, class_flows,
+from vitviz.views.knockout import (changed_picture, changed_share, chart_cell, class_flows,
                                    head_importance, importance_chart, knocked_out_probs, pixel_accuracy, truth_at)
-from vitviz.views.segment import overlay_mask
+from vitviz.views.segment import class_mask, overlay_mask, resampled
 
 SIDE = 320  # px, the longer side of each of the three mask pictures
 OPACITY = 0.55
@@ -99,7 +99,7 @@ def build(ctx: Context) -> Refresh:
         base = analysis.probs
         probs = knocked_out_probs(ctx.cache.model(key.checkpoint, key.epoch), analysis.image, knockout) if knockout \
             else base
-        shown_before, shown_after = at_photo_size(base, size), at_photo_size(probs, size)
+        shown_before, shown_after = class_mask(resampled(base, size)), class_mask(resampled(probs, size))
         return {before: overlay_mask(photo, shown_before, OPACITY, num_classes),
                 after: overlay_mask(photo, shown_after, OPACITY, num_classes),
                 changed: changed_picture(photo, shown_before, shown_after),

@@ -37,10 +37,10 @@ def changed_share(before: torch.Tensor, after: torch.Tensor) -> float:
 
 def class_flows(before: torch.Tensor, after: torch.Tensor, num_classes: int) -> list[tuple[str, str, float]]:
     """(from class, to class, share of all pixels) for every change of class, largest first."""
-    counts = torch.bincount((before * num_classes + after).flatten().long(), minlength=num_classes**2)
+    counts = confusion(after, before.long(), num_classes)  # rows: the class before, columns: after
     names = class_names(num_classes)
-    flows = [(names[i // num_classes], names[i % num_classes], count / before.numel())
-             for i, count in enumerate(counts.tolist()) if count and i // num_classes != i % num_classes]
+    flows = [(names[a], names[b], counts[a, b].item() / before.numel())
+             for a in range(num_classes) for b in range(num_classes) if a != b and counts[a, b]]
     return sorted(flows, key=lambda flow: -flow[2])
 
 
@@ -127,10 +127,3 @@ def chart_cell(x: float, y: float, shape: tuple[int, int]) -> tuple[int, int] | 
     if 0 <= row < shape[0] and 0 <= col < shape[1]:
         return int(row), int(col)
     return None
-
-
-def at_photo_size(probs: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """(C, S, S) probabilities → (H, W) class indices at `size`, as the Segment tab draws them."""
-    resampled = F.interpolate(probs[None].float(), size=size, mode="bilinear", align_corners=False)[0]
-    return resampled.argmax(0).numpy().astype(np.uint8)
-

@@ -33,6 +33,17 @@ def palette(num_classes: int) -> np.ndarray:
     return np.linspace(40, 220, num_classes)[:, None].repeat(3, 1).astype(np.uint8)
 
 
+def resampled(probs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(C, S, S) probabilities at the model's size → (C, H, W) at `size` (bilinear): how every view
+    brings the model's answer onto the photo."""
+    return F.interpolate(probs[None].float(), size=size, mode="bilinear", align_corners=False)[0]
+
+
+def class_mask(probs: torch.Tensor) -> np.ndarray:
+    """(C, H, W) probabilities → (H, W) uint8 index of the most probable class."""
+    return probs.argmax(0).numpy().astype(np.uint8)
+
+
 def colour_mask(mask: np.ndarray, num_classes: int = len(CLASS_NAMES)) -> np.ndarray:
     """(H, W) class indices → (H, W, 3) uint8 class colours."""
     return palette(num_classes)[mask]
@@ -83,8 +94,8 @@ def probability_maps(probs: torch.Tensor, photo_shape: tuple[int, ...], side: in
     aspect ratio with its longer side `side` pixels, and a 0–1 colour bar underneath."""
     scale = side / max(photo_shape[:2])
     size = max(1, round(photo_shape[0] * scale)), max(1, round(photo_shape[1] * scale))
-    resampled = F.interpolate(probs[None].float(), size=size, mode="bilinear", align_corners=False)[0].numpy()
-    return {name: with_colour_bar(colourise(p), VIRIDIS, "0", "1") for name, p in zip(class_names(len(probs)), resampled)}
+    maps = resampled(probs, size).numpy()
+    return {name: with_colour_bar(colourise(p), VIRIDIS, "0", "1") for name, p in zip(class_names(len(probs)), maps)}
 
 
 def class_shares(mask: np.ndarray, num_classes: int = len(CLASS_NAMES)) -> dict[str, float]:
