@@ -8,6 +8,7 @@ tests skip with a reason when it or Playwright is missing, and never run `playwr
 import contextlib
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,22 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def click_at(page, elem_id: str, fx: float, fy: float, timeout_s: float = 60) -> None:
+    """Click the picture of `elem_id` at a fraction (fx, fy) of its displayed width and height, once
+    the picture has loaded and its box has stopped moving: a box measured while the page still lays
+    itself out (a text wrapping beside it, the sidebar opening) would put the click off the picture."""
+    img = page.locator(f"#{elem_id} img")
+    img.wait_for(state="visible", timeout=timeout_s * 1000)
+    page.wait_for_function("id => { const img = document.querySelector(`#${id} img`);"
+                           " return img?.complete && img.naturalWidth > 0; }", arg=elem_id,
+                           timeout=timeout_s * 1000)
+    deadline, box = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        previous, box = box, img.bounding_box()
+        if box and box == previous:
+            break
+        time.sleep(0.25)
+    assert box and box["width"] > 0 and box["height"] > 0, f"#{elem_id} shows no picture"
+    img.click(position={"x": fx * box["width"], "y": fy * box["height"]})

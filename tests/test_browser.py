@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from browser import ARTIFACTS, browser_page, screenshot
+from browser import ARTIFACTS, browser_page, click_at, screenshot
 from vitviz import train
 from vitviz.app.serve import running_app
 
@@ -67,14 +67,6 @@ def wait_for_new_picture(page, elem_id: str, old: str | None, aspect: float | No
                 && (aspect === null || Math.abs(img.naturalWidth / img.naturalHeight - aspect) < 0.02);
         }""", arg=[elem_id, old, aspect], timeout=WAIT_MS)
     return img_src(page, elem_id)
-
-
-def click_at(page, elem_id: str, fx: float, fy: float) -> None:
-    """Click the picture of `elem_id` at a fraction (fx, fy) of its displayed width and height."""
-    img = page.locator(f"#{elem_id} img")
-    box = img.bounding_box()
-    assert box and box["width"] > 0 and box["height"] > 0, f"#{elem_id} shows no picture"
-    img.click(position={"x": fx * box["width"], "y": fy * box["height"]})
 
 
 def test_explorer_in_a_browser(browser_run, tmp_path):

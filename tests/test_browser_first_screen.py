@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from browser import ARTIFACTS, browser_page, screenshot
+from browser import ARTIFACTS, browser_page, click_at, screenshot
 from vitviz.app import i18n
 from vitviz.app.serve import running_app
 
@@ -71,11 +71,9 @@ def test_one_point_for_every_tab_and_checkpoint_and_a_complete_language_switch(t
 
         # Click near the bottom-right corner of the photo in the Attention tab: patch 63 of the 8×8 grid.
         page.get_by_role("tab", name="Attention", exact=True).click()
-        photo = page.locator("#attention-photo img")
-        page.wait_for_function("() => document.querySelector('#attention-photo img')?.complete")
-        box = photo.bounding_box()
+        click_at(page, "attention-photo", 0.95, 0.95)
+        box = page.locator("#attention-photo img").bounding_box()
         assert max(box["width"], box["height"]) >= 384 * 0.99  # the clickable photo, at least 384 px
-        photo.click(position={"x": 0.95 * box["width"], "y": 0.95 * box["height"]})
         status = page.locator("#attention-status")
         expect(status).to_contain_text("Patch 63: row 8, column 8 of the 8×8 grid", timeout=WAIT_MS)
 

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from browser import browser_page, screenshot
+from browser import browser_page, click_at, screenshot
 from vitviz.app.serve import running_app
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -39,11 +39,10 @@ def test_a_head_clicked_off_in_the_chart_changes_the_mask(tmp_path):
         before = page.locator("#knockout-after img").get_attribute("src")
 
         # Block 2 · head 6 matters most for this photo (measured: 7.2 % of the pixels change without it).
-        chart = page.locator("#knockout-chart img")
-        box = chart.bounding_box()
-        natural_width = page.evaluate("() => document.querySelector('#knockout-chart img').naturalWidth")
-        scale = box["width"] / natural_width
-        chart.click(position={"x": (LEFT + 5.5 * CELL) * scale, "y": (TOP + 1.5 * CELL) * scale})
+        width, height = LEFT + 6 * CELL + 1, TOP + 6 * CELL + 1  # the default has 6 blocks of 6 heads
+        click_at(page, "knockout-chart", (LEFT + 5.5 * CELL) / width, (TOP + 1.5 * CELL) / height)
+        assert page.locator("#knockout-chart img").evaluate("img => [img.naturalWidth, img.naturalHeight]") \
+            == [width, height]
         expect(summary).to_contain_text("Switched off: heads 2·6.", timeout=WAIT_MS)
         page.get_by_text("Heads by number").click()  # the same switches, folded away: checked there too
         expect(page.locator("#knockout-heads input[type=checkbox]:checked")).to_have_count(1, timeout=WAIT_MS)
