@@ -21,6 +21,7 @@ from pathlib import Path
 
 import gradio as gr
 import torch
+from gradio.utils import is_prop_update
 
 from vitviz.app import gradio_fixes, sources
 from vitviz.app.i18n import DEFAULT, LANGUAGES, language_from_browser, text
@@ -30,7 +31,7 @@ from vitviz.app.photos import MAX_BYTES, PhotoError, load_photo_rgb
 from vitviz.training.checkpoint import CheckpointError, PathNotAllowed
 from vitviz.ui import attention, epochs, journey, knockout, positions, segment, tour, train
 from vitviz.ui.context import AnalysisKey, Context, PhotoStore
-from vitviz.ui.lazy import lazy, want
+from vitviz.ui.lazy import draw_now, lazy, want
 from vitviz.views.pictures import fit_photo
 
 TABS = (segment, journey, positions, attention, knockout, epochs)  # a tab's title is the text "shell.tab_<its id>"
@@ -208,17 +209,19 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
         ctx.localized(gr.Markdown, {"value": notes_text}, visible=bool(notes))
 
         guide = tour.build(ctx)
-        views = [lazy(guide.refresh, None, ctx.analysis)]  # the tour quotes the photo's numbers: redrawn too
+        refreshes = [(None, guide.refresh)]  # (tab id, Refresh); the tour quotes the photo's numbers: redrawn too
         shown_tab = gr.State(tab_id(TABS[0]))  # the tab on screen: tabs draw only there
         with gr.Tabs(overflow_behavior="wrap") as tab_bar:  # every tab title on screen, never in a menu
             for module in TABS:
                 with ctx.localized(gr.Tab, {"label": f"shell.tab_{tab_id(module)}"}, id=tab_id(module)):
                     built = module.build(ctx)
-                    views += [lazy(refresh, tab_id(module), ctx.analysis)
-                              for refresh in (built if isinstance(built, list) else [built])]
+                    refreshes += [(tab_id(module), refresh) for refresh in (built if isinstance(built, list) else [built])]
             # Train starts and watches training jobs; it does not redraw for the photo.
             with ctx.localized(gr.Tab, {"label": "shell.tab_train"}, id=tab_id(train)):
                 train.build(ctx, training_locked)
+        # The views' States live outside the tabs: Gradio's page fires the change event of every State
+        # inside a tab when it first hears of it, even skipped, which drew every tab at each page load.
+        views = [lazy(refresh, tab, ctx.analysis) for tab, refresh in refreshes]
         tab_ids = [tab_id(module) for module in TABS] + [tab_id(train)]
         wanted = want(views, ctx.analysis, shown_tab)
 
@@ -227,6 +230,21 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
             return {shown_tab: tab_ids[evt.index], **wanted.fn(key, tab_ids[evt.index], *inputs)}
 
         analyse_io = ([photo_id, checkpoint_dd, epoch_dd, ctx.language], [ctx.analysis, status, preview])
+
+        drawing = draw_now(views, ctx.analysis, shown_tab)
+
+        def switch_language(photo: str | None, checkpoint_name: str | None, epoch_choice: str | None, lang: str,
+                            *drawing_inputs) -> dict:
+            """Every text in `lang`, in one event: the localized components' labels, the shell's own
+            texts (the epoch picker's labels, the status line; the analysis is cached) and the views on
+            screen drawn again, since their handlers write texts too."""
+            updates = {**ctx.translations(lang), status: analyse(photo, checkpoint_name, epoch_choice, lang)[1]}
+            updates[epoch_dd]["choices"] = sources.epoch_choices(ctx.checkpoints.get(checkpoint_name), lang)
+            for block, value in drawing.fn(*drawing_inputs).items():
+                if block in updates:  # a new label and a new value for the same block
+                    value = {**updates[block], **(value if is_prop_update(value) else {"value": value})}
+                updates[block] = value
+            return updates
 
         def redraw_tabs_after(event) -> None:
             # Only States change here (the drawing is their change events'): too quick to wait in the queue.
@@ -245,14 +263,11 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
                           .then(analyse, *analyse_io))
         redraw_tabs_after(epoch_dd.input(analyse, *analyse_io))
         redraw_tabs_after(demo.load(first_example, ctx.language, [photo_id, upload]).success(analyse, *analyse_io))
-        # A new language: every localized component gets its texts and, side by side with that (two
-        # events, not one after the other: the switch is done in about the time of the longer one),
-        # the pickers, the tab on screen and the tour are redrawn, since their other texts are
-        # written by the handlers.
-        ctx.language.change(ctx.translations, ctx.language, ctx.localized_outputs(), show_progress="hidden")
-        redraw_tabs_after(ctx.language.change(rescan, [checkpoint_dd, ctx.language], [checkpoint_dd, epoch_dd],
-                                              show_progress="hidden")
-                          .then(analyse, *analyse_io))
+        # A new language: one event sends every text (each event that follows another would cost a
+        # round trip to the server).
+        language_outputs = {id(block): block for block in [*ctx.localized_outputs(), status, *drawing.outputs]}
+        ctx.language.change(switch_language, [photo_id, checkpoint_dd, epoch_dd, ctx.language, *drawing.inputs],
+                            list(language_outputs.values()), show_progress="hidden")
         demo.load(language_from_browser, browser_language, ctx.language, js="() => navigator.language")
         presenter.change(None, presenter, None, js=PRESENTER_JS)
         # A tour step opens its tab, which then draws.

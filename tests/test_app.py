@@ -16,13 +16,14 @@ import pytest
 from PIL import Image
 
 from app import build_app, parse_args, training_locked
-from session import Session, drawn, handler, tab_bar, upload_photo
+from session import Session, as_sent, drawn, handler, tab_bar, upload_photo
 from vitviz.app import inference, sources
 from vitviz.app.i18n import text
 from vitviz.app.inference import ModelCache
 from vitviz.training import jobs
 from vitviz.ui import attention, epochs, journey, segment
 from vitviz.ui.context import AnalysisKey, Context, PhotoStore
+from vitviz.views import tour
 
 PHOTO = np.random.default_rng(2).integers(0, 256, (45, 70, 3), dtype=np.uint8)
 
@@ -84,18 +85,20 @@ def test_examples_that_cannot_be_read_are_left_out(tmp_path):
 
 @pytest.fixture(scope="module")
 def tabs(tiny_checkpoint):
-    """The three tabs built in a Blocks, and a key for PHOTO on the tiny checkpoint at epoch 1."""
+    """The three tabs built in a Blocks (the journey's what-if apart), and a key for PHOTO on the tiny
+    checkpoint at epoch 1."""
     ctx = Context(ModelCache(), PhotoStore(), {"tiny": Path(tiny_checkpoint)})
     with gr.Blocks():
         ctx.analysis, ctx.point, ctx.language = gr.State(None), gr.State(None), gr.State("en")
         refreshes = {name: module.build(ctx) for name, module in
                      (("segment", segment), ("journey", journey), ("epochs", epochs))}
+        refreshes["journey"], refreshes["what_if"] = refreshes["journey"]
     return ctx, refreshes, AnalysisKey(ctx.photos.put(PHOTO), str(tiny_checkpoint), 1)
 
 
 def test_every_tab_returns_one_value_per_output_with_and_without_an_analysis(tabs):
     ctx, refreshes, key = tabs
-    inputs = {"segment": [0.5, False], "journey": [None], "epochs": []}
+    inputs = {"segment": [0.5, False], "journey": [None], "epochs": [], "what_if": list(journey.seed_settings())}
     for name, refresh in refreshes.items():
         for k in (key, None):
             assert len(drawn(refresh, k, *inputs[name])) == len(refresh.outputs), name
@@ -184,6 +187,37 @@ def test_reopening_a_tab_that_writes_its_own_inputs_draws_nothing_again(tiny_che
     session.select_tab(tabs, "segment")
     session.select_tab(tabs, "attention")
     assert len(drawings) == 1
+
+
+def test_a_language_switch_sends_every_text_in_one_event(tiny_checkpoint, tmp_path):
+    """Labels, the status line, the tab on screen and the tour in the new language, from one event
+    (each event chained after another costs the browser a round trip); the other tabs redraw when opened."""
+    demo = build_app(checkpoint=tiny_checkpoint, checkpoints_dir=tmp_path / "none", runs_dir=tiny_checkpoint.parent)
+    session, tabs = Session(demo), tab_bar(demo)
+    by_id = {block.elem_id: block for block in demo.blocks.values() if getattr(block, "elem_id", None)}
+    path = tmp_path / "photo.png"
+    Image.fromarray(PHOTO).save(path)
+    upload_photo(session, str(path))
+    session.select_tab(tabs, "attention")
+    overlay, opacity = session.value(by_id["segment-overlay"]), next(
+        block for block in demo.blocks.values() if getattr(block, "label", None) == text("segment.opacity", "en"))
+    session.finished.clear()
+    session.set(by_id["language"], "ja")
+    session.trigger(by_id["language"], "change")
+    assert [block_fn.fn.__name__ for block_fn in session.finished] == ["switch_language"]  # nothing chained
+    assert "モデル入力" in session.value(by_id["status"])
+    assert "グリッドの" in session.value(by_id["attention-status"])  # the tab on screen, drawn in Japanese
+    assert session.value(by_id["tour-progress"]) == tour.progress_markdown(0, "ja")
+    switch = next(fn for fn in demo.fns.values() if fn.fn is not None and fn.fn.__name__ == "switch_language")
+    sent = dict(zip(map(id, switch.outputs), as_sent(switch.outputs, switch.fn(
+        *[session.value(block) for block in switch.inputs]))))
+    assert sent[id(opacity)]["label"] == text("segment.opacity", "ja")  # a label of a tab off screen
+    assert sent[id(by_id["attention-photo"])]["label"] == text("attention.photo", "ja") \
+        and sent[id(by_id["attention-photo"])]["value"] is not None  # a new label and the picture, for the same component
+    assert session.value(by_id["segment-overlay"]) == overlay  # off screen: drawn again when opened
+    session.select_tab(tabs, "segment")
+    key = session.value(next(fn for fn in demo.fns.values() if fn.api_name == "analyse").outputs[0])
+    assert session.value(by_id["segment-expect"]) == segment.expectation_text(key.checkpoint, "ja")
 
 
 def test_a_class_token_run_with_one_snapshot(tiny_class_checkpoint):

@@ -254,7 +254,7 @@ def test_odd_photos_go_through_every_tab(app, name, write):
     # Each view is drawn by the change listener of a State holding what it should show (`ui.lazy`).
     drawn = {fn._id for fn in session.finished
              if fn.targets and fn.targets[0][1] == "change" and isinstance(demo.blocks[fn.targets[0][0]], gr.State)}
-    assert len(drawn) == len(TABS) + 2  # every tab (Position embeddings in two parts) and the tour panel
+    assert len(drawn) == len(TABS) + 3  # every tab (Position embeddings, Tensor journey in two parts), the tour panel
     strip = next(block for block in demo.blocks.values() if block.elem_id == "epochs-strip")
     assert [caption for _, caption in session.value(strip)] == ["epoch 1", "final (epoch 2)"]
 

@@ -8,6 +8,7 @@ Beside the shipped checkpoints (8×8 patch grids) the app offers the tests' 'tin
 the point is seen mapped onto two grids.
 """
 
+import json
 import re
 import time
 
@@ -41,12 +42,19 @@ def test_the_photo_and_its_mask_come_first(width, height, presenter, tiny_checkp
             browser_page(width, height) as page:
         page.set_default_timeout(WAIT_MS)
         page.on("pageerror", lambda e: page_errors.append(str(e)))
+        events = []  # what the page asks the server to run: {"fn_index": …, "trigger_id": …}
+        page.on("request", lambda r: events.append(json.loads(r.post_data)) if "queue/join" in r.url else None)
         page.goto(app.url)
         expect(page.get_by_text("model input 128×128")).to_be_visible(timeout=WAIT_MS)
+        page.wait_for_function("() => document.querySelector('#segment-overlay img')?.complete")
+        page.wait_for_timeout(1500)
+        # The page load draws the tab on screen and the tour panel, each by a change of its State; the
+        # other tabs draw when opened (an unwanted change event per tab cost 1.5 s of a core per page load).
+        states = page.evaluate("() => window.gradio_config.components.filter(c => c.type === 'state').map(c => c.id)")
+        assert len([event for event in events if event["trigger_id"] in states]) == 2, events
         if presenter:
             page.locator("#presenter").get_by_text(i18n.text("shell.presenter")).click()
             expect(page.locator("body")).to_have_class(re.compile(r"\bpresenter\b"), timeout=5_000)
-        page.wait_for_function("() => document.querySelector('#segment-overlay img')?.complete")
         photo, mask = on_first_screen(page, "segment-photo", height), on_first_screen(page, "segment-overlay", height)
         assert photo["height"] >= 300 and mask["height"] >= 300  # large enough to see the mask
         # every tab title on screen (none folded into a menu), each tab's main picture on the first screen
@@ -94,6 +102,9 @@ def test_one_point_for_every_tab_and_checkpoint_and_a_complete_language_switch(t
         # Japanese: no English text is left on the page (tab titles, labels, status, tab texts).
         page.get_by_role("tab", name="Segment", exact=True).click()
         expect(page.locator("#segment-expect")).to_contain_text("What to expect", timeout=WAIT_MS)
+        # Timed from a page at rest, as a user's switch is: the tab's pictures loaded, nothing pending.
+        page.wait_for_function("() => document.querySelector('#segment-overlay img')?.complete")
+        page.wait_for_timeout(1000)
         started = time.monotonic()
         page.locator("#language").get_by_text(i18n.LANGUAGES["ja"], exact=True).click()
         english = ["Segment", "Tensor journey", "Attention", "Knock-outs", "Guided tour", "Checkpoint",

@@ -105,10 +105,10 @@ class Context:
         return component
 
     def localized_outputs(self) -> list:
-        """The localized components, in the order of `translations`."""
+        """The localized components: the outputs of `translations`."""
         return [component for component, _ in self.localized_components]
 
-    def translations(self, lang: str) -> list[dict]:
-        """One update per localized component, in registration order: its texts in `lang`."""
-        return [gr.update(**{prop: resolve(value, lang) for prop, value in texts.items()})
-                for _, texts in self.localized_components]
+    def translations(self, lang: str) -> dict:
+        """{localized component: update with its texts in `lang`}."""
+        return {component: gr.update(**{prop: resolve(value, lang) for prop, value in texts.items()})
+                for component, texts in self.localized_components}

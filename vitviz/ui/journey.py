@@ -6,6 +6,7 @@ from typing import Any
 
 import gradio as gr
 
+from vitviz.app.downloads import shared_png
 from vitviz.app.i18n import DEFAULT, text
 from vitviz.app.inference import Analysis
 from vitviz.model.posembed import KINDS
@@ -75,7 +76,7 @@ def seed_settings() -> tuple:
     return load_settings(preset("seed")[0].to_dict())
 
 
-def build(ctx: Context) -> Refresh:
+def build(ctx: Context) -> list[Refresh]:
     about(ctx, "journey.intro")
     with gr.Row():
         with gr.Column():
@@ -137,8 +138,12 @@ def build(ctx: Context) -> Refresh:
 
     def patch_views(analysis: Analysis, patch: int, lang: str) -> dict:
         """The outputs that follow the clicked patch."""
+        # The stage pictures as PNG files kept by content: a language switch or a second visit
+        # sends the same files again instead of encoding them again.
+        stages = [(str(shared_png(f"journey-{i}", picture)), caption)
+                  for i, (picture, caption) in enumerate(journey_pictures(analysis, patch, lang))]
         return {grid_photo: analysis.click_target(DISPLAY_SIDE, patch),
-                patch_info: patch_text(analysis, patch, lang), pictures: journey_pictures(analysis, patch, lang)}
+                patch_info: patch_text(analysis, patch, lang), pictures: stages}
 
     def checkpoint_settings(key: AnalysisKey | None, lang: str = DEFAULT):
         if key is None:
@@ -146,17 +151,21 @@ def build(ctx: Context) -> Refresh:
             return [gr.skip()] * 8
         return load_settings(ctx.cache.model(key.checkpoint, key.epoch).cfg.to_dict())
 
+    def draw_what_if(key: AnalysisKey | None, *settings_and_lang) -> dict:
+        what_if_text, table_update = show_what_if(*settings_and_lang)
+        return {what_if_summary: what_if_text, what_if_table: table_update}
+
     what_if_inputs = [image_size, patch_size, embed_dim, num_heads, depth, class_token, pos_embed]
     what_if_io = ([base, *what_if_inputs, ctx.language], [what_if_summary, what_if_table])
     settings_outputs = [base, *what_if_inputs]
-    # A new language rewrites the what-if summary and table too (they do not depend on the photo).
-    for component in [*what_if_inputs, ctx.language]:
+    for component in what_if_inputs:
         component.change(show_what_if, *what_if_io)
     from_seed.click(seed_settings, None, settings_outputs).then(show_what_if, *what_if_io)
     from_checkpoint.click(checkpoint_settings, [ctx.analysis, ctx.language], settings_outputs).then(
         show_what_if, *what_if_io)
     grid_photo.select(select_patch, [ctx.analysis, ctx.language],
                       [ctx.point, grid_photo, patch_info, pictures])
-    return Refresh(refresh, [ctx.point, ctx.language],
-                   [grid_photo, patch_info, summary, table, pictures, conv_result])
+    return [Refresh(refresh, [ctx.point, ctx.language], [grid_photo, patch_info, summary, table, pictures, conv_result]),
+            # The what-if does not depend on the photo: it is redrawn only for a new language.
+            Refresh(draw_what_if, *what_if_io, depends_on=lambda key: None)]
 

@@ -40,20 +40,23 @@ class LazyView:
     rebuild of that component's config (about a millisecond each, dozens per tab)."""
 
     tab_id: str | None  # the tab it lives in; None for a view always on screen (the tour panel)
+    refresh: Refresh
     wanted: gr.State
     watched: list  # the inputs its drawing depends on, other than those it writes itself
     depends_on: Callable[["AnalysisKey | None"], Any]  # the part of the analysis key it depends on
 
 
 def lazy(refresh: Refresh, tab_id: str | None, analysis: gr.State) -> LazyView:
-    """`refresh` drawn whenever its LazyView's `wanted` changes. Call it inside the tab: the State
-    it adds, placed between two tabs, would shift the later tabs' order in the browser. Inputs the
-    view also writes (its clicked patch, its own controls) are not watched: the view's own handlers
-    keep it in step with them."""
+    """`refresh` drawn whenever its LazyView's `wanted` changes. Call it outside any tab, after the
+    tabs: the page fires the change event of a State inside a tab the first time an event lists it
+    as an output, even one that skips it, so every tab would draw at each page load; and a State
+    placed between two tabs would shift the later tabs' order in the browser. Inputs the view also
+    writes (its clicked patch, its own controls) are not watched: the view's own handlers keep it
+    in step with them."""
     wanted = gr.State(None)
     written = {id(block) for block in refresh.outputs}
     wanted.change(refresh.fn, [analysis, *refresh.inputs], refresh.outputs, show_progress="minimal")
-    return LazyView(tab_id, wanted, [block for block in refresh.inputs if id(block) not in written],
+    return LazyView(tab_id, refresh, wanted, [block for block in refresh.inputs if id(block) not in written],
                     refresh.depends_on)
 
 
@@ -70,3 +73,20 @@ def want(views: list[LazyView], analysis: gr.State, shown_tab: gr.State) -> Refr
 
     return Refresh(wanted, [analysis, shown_tab, *(i for view in views for i in view.watched)],
                    [view.wanted for view in views])
+
+
+def draw_now(views: list[LazyView], analysis: gr.State, shown_tab: gr.State) -> Refresh:
+    """fn(key, shown tab id, *inputs of every view) → the drawings of the views on screen, merged,
+    for an event that must show them at once rather than through `wanted` (one more round trip to
+    the server): the language switch. Their `wanted` is left as it was, so reopening such a tab
+    draws it once more."""
+    starts = [0]
+    for view in views:
+        starts.append(starts[-1] + len(view.refresh.inputs))
+    outputs = list({id(block): block for view in views for block in view.refresh.outputs}.values())
+
+    def drawn(key: AnalysisKey | None, shown: str, *inputs) -> dict:
+        return {block: value for view, start, end in zip(views, starts, starts[1:]) if view.tab_id in (shown, None)
+                for block, value in view.refresh.fn(key, *inputs[start:end]).items()}
+
+    return Refresh(drawn, [analysis, shown_tab, *(i for view in views for i in view.refresh.inputs)], outputs)

@@ -35,7 +35,7 @@ def build(ctx: Context) -> Tour:
             forward = ctx.localized(gr.Button, {"value": "tour.next"}, variant="primary", elem_id="tour-next")
     texts = [progress, explanation]
 
-    def panel(key: AnalysisKey | None, index: int, lang: str = DEFAULT) -> tuple:
+    def panel(key: AnalysisKey | None, index: int, lang: str = DEFAULT) -> dict:
         """The texts of step `index`: progress, and the step's text (with the photo's numbers when
         there is a photo)."""
         analysis = load_analysis(ctx, key, warn=False, lang=lang)
@@ -45,26 +45,27 @@ def build(ctx: Context) -> Tour:
             numbers = tour.facts(analysis, model.cfg, list_snapshots(key.checkpoint), lang)
             if tour.STEPS[index].name == "knockout":  # measured, so only for the step on screen
                 numbers |= tour.knockout_facts(model, analysis)
-        return tour.progress_markdown(index, lang), tour.step_markdown(index, lang, numbers)
-
-    def go_to(key: AnalysisKey | None, index: int, lang: str) -> tuple:
-        """(step, texts, Back / Next each usable only where there is a step to go to, the step's tab
-        selected, that tab's id for the shell's `shown_tab`)."""
-        index = tour.clamp(index)
-        tab = tour.STEPS[index].tab
-        return (index, *panel(key, index, lang), gr.update(interactive=index > 0),
-                gr.update(interactive=index < len(tour.STEPS) - 1), gr.Tabs(selected=tab), tab)
-
-    def show_step(key: AnalysisKey | None, index: int, lang: str = DEFAULT) -> tuple:
-        return go_to(key, index, lang)
-
-    def step_back(key: AnalysisKey | None, index: int, lang: str = DEFAULT) -> tuple:
-        return go_to(key, index - 1, lang)
-
-    def step_next(key: AnalysisKey | None, index: int, lang: str = DEFAULT) -> tuple:
-        return go_to(key, index + 1, lang)
+        return {progress: tour.progress_markdown(index, lang), explanation: tour.step_markdown(index, lang, numbers)}
 
     def follow(tabs: gr.Tabs, shown_tab: gr.State) -> list:
+        def go_to(key: AnalysisKey | None, index: int, lang: str) -> dict:
+            """The step, its texts, Back / Next each usable only where there is a step to go to, the
+            step's tab selected, and that tab's id for the shell's `shown_tab`."""
+            index = tour.clamp(index)
+            tab = tour.STEPS[index].tab
+            return {step: index, **panel(key, index, lang), back: gr.update(interactive=index > 0),
+                    forward: gr.update(interactive=index < len(tour.STEPS) - 1), tabs: gr.Tabs(selected=tab),
+                    shown_tab: tab}
+
+        def show_step(key: AnalysisKey | None, index: int, lang: str = DEFAULT) -> dict:
+            return go_to(key, index, lang)
+
+        def step_back(key: AnalysisKey | None, index: int, lang: str = DEFAULT) -> dict:
+            return go_to(key, index - 1, lang)
+
+        def step_next(key: AnalysisKey | None, index: int, lang: str = DEFAULT) -> dict:
+            return go_to(key, index + 1, lang)
+
         inputs, outputs = [ctx.analysis, step, ctx.language], [step, *texts, back, forward, tabs, shown_tab]
         return [accordion.expand(show_step, inputs, outputs),
                 back.click(step_back, inputs, outputs, js=SCROLL_TO_PANEL),
