@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from app import build_app, parse_args, training_locked
-from session import Session, as_sent, drawn, handler, tab_bar, upload_photo
+from session import Session, as_sent, drawn, tab_bar, upload_photo
 from vitviz.app import inference, sources
 from vitviz.app.i18n import text
 from vitviz.app.inference import ModelCache
@@ -194,30 +194,29 @@ def test_a_language_switch_sends_every_text_in_one_event(tiny_checkpoint, tmp_pa
     (each event chained after another costs the browser a round trip); the other tabs redraw when opened."""
     demo = build_app(checkpoint=tiny_checkpoint, checkpoints_dir=tmp_path / "none", runs_dir=tiny_checkpoint.parent)
     session, tabs = Session(demo), tab_bar(demo)
-    by_id = {block.elem_id: block for block in demo.blocks.values() if getattr(block, "elem_id", None)}
     path = tmp_path / "photo.png"
     Image.fromarray(PHOTO).save(path)
     upload_photo(session, str(path))
     session.select_tab(tabs, "attention")
-    overlay, opacity = session.value(by_id["segment-overlay"]), next(
+    overlay, opacity = session.value(by_id(demo, "segment-overlay")), next(
         block for block in demo.blocks.values() if getattr(block, "label", None) == text("segment.opacity", "en"))
     session.finished.clear()
-    session.set(by_id["language"], "ja")
-    session.trigger(by_id["language"], "change")
+    session.set(by_id(demo, "language"), "ja")
+    session.trigger(by_id(demo, "language"), "change")
     assert [block_fn.fn.__name__ for block_fn in session.finished] == ["switch_language"]  # nothing chained
-    assert "モデル入力" in session.value(by_id["status"])
-    assert "グリッドの" in session.value(by_id["attention-status"])  # the tab on screen, drawn in Japanese
-    assert session.value(by_id["tour-progress"]) == tour.progress_markdown(0, "ja")
+    assert "モデル入力" in session.value(by_id(demo, "status"))
+    assert "グリッドの" in session.value(by_id(demo, "attention-status"))  # the tab on screen, drawn in Japanese
+    assert session.value(by_id(demo, "tour-progress")) == tour.progress_markdown(0, "ja")
     switch = next(fn for fn in demo.fns.values() if fn.fn is not None and fn.fn.__name__ == "switch_language")
     sent = dict(zip(map(id, switch.outputs), as_sent(switch.outputs, switch.fn(
         *[session.value(block) for block in switch.inputs]))))
     assert sent[id(opacity)]["label"] == text("segment.opacity", "ja")  # a label of a tab off screen
-    assert sent[id(by_id["attention-photo"])]["label"] == text("attention.photo", "ja") \
-        and sent[id(by_id["attention-photo"])]["value"] is not None  # a new label and the picture, for the same component
-    assert session.value(by_id["segment-overlay"]) == overlay  # off screen: drawn again when opened
+    assert sent[id(by_id(demo, "attention-photo"))]["label"] == text("attention.photo", "ja") \
+        and sent[id(by_id(demo, "attention-photo"))]["value"] is not None  # a new label and the picture, for the same component
+    assert session.value(by_id(demo, "segment-overlay")) == overlay  # off screen: drawn again when opened
     session.select_tab(tabs, "segment")
     key = session.value(next(fn for fn in demo.fns.values() if fn.api_name == "analyse").outputs[0])
-    assert session.value(by_id["segment-expect"]) == segment.expectation_text(key.checkpoint, "ja")
+    assert session.value(by_id(demo, "segment-expect")) == segment.expectation_text(key.checkpoint, "ja")
 
 
 def test_a_class_token_run_with_one_snapshot(tiny_class_checkpoint):
