@@ -1,9 +1,10 @@
 """Large uploads: decoded no larger than the views need, the right way up, and cheaply; the memory
 is measured in a fresh process.
 
-Run as a script for the figures of a 40 MP JPEG and a 40 MP PNG (both within the upload limits):
+Run as a script for the README's figures of a 40 MP JPEG and a 40 MP PNG (both within the upload
+limits): the decode alone, then the decode, the analysis and the Segment tab's pictures:
 
-    .venv/bin/python tests/test_large_photos.py
+    PYTHONPATH=. .venv/bin/python tests/test_large_photos.py
 """
 
 import io
@@ -24,21 +25,42 @@ PEAK_ABOVE_IDLE_LIMIT = 200 * 2**20
 
 # Run in a new interpreter: imports and Pillow's plugins are loaded (a tiny decode) first, then the
 # high-water mark of resident memory is reset (/proc/self/clear_refs) and read again after the decode.
+# With "analysis", the model is loaded and run once beforehand too (as in a running app), and what is
+# measured is the decode, the traced forward pass and the Segment tab's pictures.
 MEASURE = """
 import sys
+import tempfile
 from PIL import Image
+from vitviz.app.downloads import FAST, save_pngs
+from vitviz.app.inference import ModelCache
 from vitviz.app.photos import load_photo_rgb
+from vitviz.views.pictures import fit_photo
+from vitviz.views.segment import class_mask, overlay_mask, probability_maps
 
 def status(field):
     line = next(l for l in open("/proc/self/status") if l.startswith(field + ":"))
     return int(line.split()[1]) * 1024
 
-load_photo_rgb(Image.new("RGB", (8, 8)))
+def segment_tab(photo):
+    analysis = cache.analysis(photo, "checkpoints/default", None)
+    probs = analysis.probs_at_photo_size()
+    pictures = {"photo": fit_photo(analysis.photo, 1024),
+                "mask": overlay_mask(analysis.photo, class_mask(probs), 0.5, len(probs)),
+                **probability_maps(analysis.probs, analysis.photo.shape)}
+    save_pngs(pictures, tempfile.mkdtemp(), compress_level=FAST)
+
+with_analysis = sys.argv[2:] == ["analysis"]
+cache = ModelCache()
+small = load_photo_rgb(Image.new("RGB", (8, 8)))
+if with_analysis:
+    segment_tab(small)
 Image.open(sys.argv[1]).close()
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")
 idle = status("VmRSS")
 photo = load_photo_rgb(sys.argv[1])
+if with_analysis:
+    segment_tab(photo)
 print(status("VmHWM") - idle, *photo.shape)
 """
 
@@ -63,11 +85,12 @@ def write_photo(path: Path, fmt: str, size: tuple[int, int] = SIZE_40MP) -> Path
     return path
 
 
-def peak_above_idle(path: Path) -> tuple[int, tuple[int, ...]]:
+def peak_above_idle(path: Path, with_analysis: bool = False) -> tuple[int, tuple[int, ...]]:
     """(bytes of peak resident memory above idle, shape of the decoded photo) of
-    `load_photo_rgb(path)` in a fresh process."""
-    done = subprocess.run([sys.executable, "-c", MEASURE, str(path)], cwd=ROOT, capture_output=True, text=True,
-                          check=True, timeout=120)
+    `load_photo_rgb(path)` in a fresh process; `with_analysis`: then the `default` model's analysis
+    of it and the Segment tab's pictures too."""
+    done = subprocess.run([sys.executable, "-c", MEASURE, str(path), *(["analysis"] if with_analysis else [])],
+                          cwd=ROOT, capture_output=True, text=True, check=True, timeout=120)
     peak, *shape = map(int, done.stdout.split())
     return peak, tuple(shape)
 
@@ -107,6 +130,8 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as folder:
         for fmt in ("JPEG", "PNG"):
             path = write_photo(Path(folder) / f"photo.{fmt.lower()}", fmt)
-            peak, shape = peak_above_idle(path)
-            print(f"{fmt} {SIZE_40MP[0]}x{SIZE_40MP[1]} ({path.stat().st_size / 2**20:.1f} MB file): "
-                  f"peak {peak / 2**20:.0f} MB above idle, decoded to {shape}")
+            decoded, shape = peak_above_idle(path)
+            shown, _ = peak_above_idle(path, with_analysis=True)
+            print(f"{fmt} {SIZE_40MP[0]}x{SIZE_40MP[1]} ({path.stat().st_size / 2**20:.1f} MB file), decoded to "
+                  f"{shape}: peak {decoded / 2**20:.0f} MiB above idle to decode, {shown / 2**20:.0f} MiB with the "
+                  f"analysis and the Segment tab's pictures")
