@@ -201,28 +201,29 @@ def patch_views(analysis: Analysis, tables: EmbeddingTables, patch: int, colour_
 
 def all_maps_views(tables: EmbeddingTables, colour_range: str) -> dict[str, str | None]:
     """Every patch's similarity map, one captioned sheet per kind (None for a kind without a table)."""
-    return {kind: _captioned(f"positions-{kind}-every-map", f"{kind_name(kind)}: every patch's map",
+    return {kind: _captioned(f"positions-{kind}-every-map", f"pos_embed={kind}: {tables.grid[0]}x{tables.grid[1]} maps",
                              all_similarities_image(tables.similarities(kind), tables.grid, colour_range))
             if kind in tables.tables else None for kind in SHOWN_KINDS}
 
 
 def dimension_views(tables: EmbeddingTables, d: int) -> dict[str, str | None]:
     """Dimension d of each kind's table over the grid (None for a kind without a table)."""
-    return {kind: _captioned(f"positions-{kind}-dimension{d}", f"{kind_name(kind)}: dimension {d}",
+    return {kind: _captioned(f"positions-{kind}-dimension{d}", f"pos_embed={kind}: d={d}",
                              dimension_image(tables.tables[kind], tables.grid, d))
             if kind in tables.tables else None for kind in SHOWN_KINDS}
 
 
 def matrix_views(tables: EmbeddingTables) -> dict[str, str | None]:
     """Each kind's whole (N, D) table as a heat map (None for a kind without a table)."""
-    return {kind: _captioned(f"positions-{kind}-table", f"{kind_name(kind)}: {tables.grid[0] * tables.grid[1]}"
-                             f" × {tables.dim} table", matrix_image(tables.tables[kind]))
+    return {kind: _captioned(f"positions-{kind}-table", f"pos_embed={kind}: "
+                             f"{tables.grid[0] * tables.grid[1]}x{tables.dim}", matrix_image(tables.tables[kind]))
             if kind in tables.tables else None for kind in SHOWN_KINDS}
 
 
 def _captioned(name: str, caption: str, image: np.ndarray) -> str:
     """`_file` of the picture with its caption drawn above it, so that a downloaded PNG says what it
-    shows (in English: the bundled picture font has no Japanese or Chinese glyphs)."""
+    shows: in the config's own notation (pos_embed=learned, d=3, 64x192), the same in every language;
+    the picture font has ASCII glyphs only."""
     return _file(name, tile([image], [caption], columns=1))
 
 

@@ -232,7 +232,9 @@ def attention_pictures(analysis: Analysis, patch: int, layer: int, direction: Di
 
     raw = torch.stack([patch_attention(attentions, l, patch, has_cls, direction, grid) for l in range(depth)])
     per_head = normalise_maps(raw[layer - 1], scale)
-    heads = tile(overlays(small, per_head, patch), [f"head {h + 1}" for h in range(len(per_head))],
+    # Codes, not words, inside the pictures ("H3" = head 3, "L2 H3" = layer 2, head 3): the page's
+    # labels, in the user's language, say what they stand for.
+    heads = tile(overlays(small, per_head, patch), [f"H{h + 1}" for h in range(len(per_head))],
                  columns=min(4, len(per_head)))
 
     every_layer = normalise_maps(raw, scale)
@@ -246,6 +248,6 @@ def attention_pictures(analysis: Analysis, patch: int, layer: int, direction: Di
     class_map = None
     if has_cls:
         cls_maps = normalise_maps(class_token_attention(attentions, layer - 1, grid), scale)
-        class_map = tile(overlays(small, cls_maps), [f"head {h + 1}" for h in range(len(cls_maps))],
+        class_map = tile(overlays(small, cls_maps), [f"H{h + 1}" for h in range(len(cls_maps))],
                          columns=min(4, len(cls_maps)))
     return AttentionPictures(analysis.click_target(PHOTO_SIDE, patch), heads, overview, rollout, class_map)
