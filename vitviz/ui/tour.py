@@ -2,6 +2,7 @@
 its numbers for the current photo, and Back / Next. Opening the panel or moving to a step opens
 the tab that shows that step (the steps themselves are in vitviz/views/tour.py)."""
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,6 +36,12 @@ def build(ctx: Context) -> Tour:
             forward = ctx.localized(gr.Button, {"value": "tour.next"}, variant="primary", elem_id="tour-next")
     texts = [progress, explanation]
 
+    @functools.lru_cache(maxsize=32)
+    def knockout_numbers(key: AnalysisKey) -> dict:
+        """The knock-out step's numbers for this analysis: 2 forward passes per block, so measured
+        once, not again for each language or step back."""
+        return tour.knockout_facts(ctx.cache.model(key.checkpoint, key.epoch), ctx.analysis_for(key))
+
     def panel(key: AnalysisKey | None, index: int, lang: str = DEFAULT) -> dict:
         """The texts of step `index`: progress, and the step's text (with the photo's numbers when
         there is a photo)."""
@@ -44,7 +51,7 @@ def build(ctx: Context) -> Tour:
             model = ctx.cache.model(key.checkpoint, key.epoch)  # loaded for the analysis: a cache hit
             numbers = tour.facts(analysis, model.cfg, list_snapshots(key.checkpoint), lang)
             if tour.STEPS[index].name == "knockout":  # measured, so only for the step on screen
-                numbers |= tour.knockout_facts(model, analysis)
+                numbers |= knockout_numbers(key)
         return {progress: tour.progress_markdown(index, lang), explanation: tour.step_markdown(index, lang, numbers)}
 
     def follow(tabs: gr.Tabs, shown_tab: gr.State) -> list:
