@@ -21,6 +21,8 @@ from vitviz.app.serve import running_app
 from vitviz.training import jobs
 from vitviz.training.synthetic import make_tiny_pet_dataset
 
+expect = pytest.importorskip("playwright.sync_api").expect
+
 CURVE_POINTS = "() => document.querySelector('#train-curves .js-plotly-plot')?.data?.[0]?.x?.length ?? 0"
 RUN_DEADLINE_S = 240  # for the job: start, train an epoch, stop (a slow, shared 2-core machine)
 PAGE_MS = 60_000  # for the page to show what the run folder already says (it polls every second)
@@ -68,6 +70,8 @@ def test_start_watch_stop_and_resume_from_the_train_tab(tmp_path, run_folder):
         preset = page.get_by_label("Preset (fills in the fields below)")
         preset.click()
         page.get_by_role("option", name="tiny", exact=True).click()
+        # The preset's values arrive from the server: typed before them, a field would be overwritten.
+        expect(page.get_by_label("Width")).to_have_value("32")
         page.get_by_label("Batch size").fill("8")
         page.get_by_label("Epochs", exact=True).fill("10000")
         page.get_by_label("Run name").fill("browser-run")
