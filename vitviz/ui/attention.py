@@ -40,9 +40,9 @@ def build(ctx: Context) -> Refresh:
             save = ctx.localized(gr.Button, {"value": "attention.save"}, size="sm", variant="secondary",
                                  elem_id="attention-save")
             saved = saved_files(ctx, elem_id="attention-png")
-        with gr.Column(scale=2):
-            ctx.localized(gr.Markdown, {"value": "attention.heads_text"})
+        with gr.Column(scale=2):  # the maps first, beside the photo; what they mean underneath
             heads = ctx.localized(figure, {"label": "attention.heads"}, elem_id="attention-heads", fast=True)
+            ctx.localized(gr.Markdown, {"value": "attention.heads_text"})
     ctx.localized(gr.Markdown, {"value": "attention.overview_text"})
     locality_note = gr.Markdown(elem_id="attention-locality")  # measured on this photo, not a general claim
     overview = ctx.localized(figure, {"label": "attention.overview"}, fast=True)
