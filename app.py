@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
@@ -211,23 +212,30 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
         guide = tour.build(ctx)
         refreshes = [(None, guide.refresh)]  # (tab id, Refresh); the tour quotes the photo's numbers: redrawn too
         shown_tab = gr.State(tab_id(TABS[0]))  # the tab on screen: tabs draw only there
+        tabs = {}  # tab id → its gr.Tab
         with gr.Tabs(overflow_behavior="wrap") as tab_bar:  # every tab title on screen, never in a menu
             for module in TABS:
-                with ctx.localized(gr.Tab, {"label": f"shell.tab_{tab_id(module)}"}, id=tab_id(module)):
+                with ctx.localized(gr.Tab, {"label": f"shell.tab_{tab_id(module)}"}, id=tab_id(module)) as tab:
                     built = module.build(ctx)
                     refreshes += [(tab_id(module), refresh) for refresh in (built if isinstance(built, list) else [built])]
+                tabs[tab_id(module)] = tab
             # Train starts and watches training jobs; it does not redraw for the photo.
-            with ctx.localized(gr.Tab, {"label": "shell.tab_train"}, id=tab_id(train)):
+            with ctx.localized(gr.Tab, {"label": "shell.tab_train"}, id=tab_id(train)) as tab:
                 train.build(ctx, training_locked)
+            tabs[tab_id(train)] = tab
         # The views' States live outside the tabs: Gradio's page fires the change event of every State
         # inside a tab when it first hears of it, even skipped, which drew every tab at each page load.
         views = [lazy(refresh, tab, ctx.analysis) for tab, refresh in refreshes]
-        tab_ids = [tab_id(module) for module in TABS] + [tab_id(train)]
         wanted = want(views, ctx.analysis, shown_tab)
 
-        def open_tab(evt: gr.SelectData, key: AnalysisKey | None, _shown_before: str, *inputs) -> dict:
-            """A click on a tab's title: note the tab on screen, and what each view should now show."""
-            return {shown_tab: tab_ids[evt.index], **wanted.fn(key, tab_ids[evt.index], *inputs)}
+        def tab_opener(opened: str) -> Callable[..., dict]:
+            def open_tab(key: AnalysisKey | None, shown_before: str, *inputs) -> dict:
+                """A click on the tab's title: note the tab on screen, and what each view should now
+                show. The page also sends it for the first tab as it loads: nothing to do then."""
+                if opened == shown_before:
+                    return gr.skip()
+                return {shown_tab: opened, **wanted.fn(key, opened, *inputs)}
+            return open_tab
 
         analyse_io = ([photo_id, checkpoint_dd, epoch_dd, ctx.language], [ctx.analysis, status, preview])
 
@@ -273,8 +281,11 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
         # A tour step opens its tab, which then draws.
         for step_event in guide.follow(tab_bar, shown_tab):
             redraw_tabs_after(step_event)
-        # Opening a tab draws it, if the photo, checkpoint or epoch changed since its last drawing.
-        tab_bar.select(open_tab, wanted.inputs, [shown_tab, *wanted.outputs], show_progress="hidden",
+        # Opening a tab draws it, if the photo, checkpoint or epoch changed since its last drawing. One
+        # listener per tab: the tab bar's own select event dropped a second tab clicked while the
+        # first one's event was on its way (that tab stayed blank), or sent it with the first one's data.
+        for opened, tab in tabs.items():
+            tab.select(tab_opener(opened), wanted.inputs, [shown_tab, *wanted.outputs], show_progress="hidden",
                        concurrency_limit=None)
         rescan_btn.click(rescan, [checkpoint_dd, ctx.language], [checkpoint_dd, epoch_dd])
         # The same rescan every few seconds, so the runs and snapshots of a training job appear by

@@ -110,8 +110,7 @@ class Listeners:
     upload: int
     analyse: int
     after_analyse: list[int]  # what the browser runs after the analysis of an upload
-    tab_select: int  # a click on a tab's title
-    tab_index: dict[str, int]  # "attention click" / "positions click" → the position of its tab in the bar
+    tab_open: dict[str, int]  # "attention click" / "positions click" → the select listener of its tab's title
     clicks: dict[str, int]  # "attention click" / "positions click" → its .select listener
     on_change: dict[int, list[int]]  # a gr.State's id → the listeners of its change event
     timer: tuple[int, float]  # the listener of the shell's gr.Timer, and its interval in seconds
@@ -120,9 +119,9 @@ class Listeners:
     def of(cls, config: dict) -> "Listeners":
         deps, components = config["dependencies"], config["components"]
         by_name = {d["api_name"]: d["id"] for d in deps}
-        tab_bar = next(c["id"] for c in components if c["type"] == "tabs")
-        tab_select = next(d["id"] for d in deps if d["targets"][0] == [tab_bar, "select"])
-        tab_ids = [c["props"].get("id") for c in components if c["type"] == "tabitem"]
+        tab_items = {c["props"].get("id"): c["id"] for c in components if c["type"] == "tabitem"}
+        tab_open = {kind: next(d["id"] for d in deps if d["targets"][0] == [tab_items[tab], "select"])
+                    for kind, tab in CLICKED_TAB.items()}
         photos = {c["id"] for c in components if c.get("props", {}).get("label") == CLICKABLE_PHOTO}
         states = {c["id"] for c in components if c["type"] == "state"}
         on_photo = {len(set(d["inputs"]) - states): d["id"] for d in deps
@@ -136,9 +135,8 @@ class Listeners:
         tick = by_name["rescan_if_changed"]
         ticked = next(d["targets"][0][0] for d in deps if d["id"] == tick)
         timer = next(c for c in components if c["id"] == ticked)
-        return cls(by_name["use_upload"], by_name["analyse"], chain(deps, by_name["analyse"]), tab_select,
-                   {kind: tab_ids.index(tab) for kind, tab in CLICKED_TAB.items()}, clicks, dict(on_change),
-                   (tick, timer["props"]["value"]))
+        return cls(by_name["use_upload"], by_name["analyse"], chain(deps, by_name["analyse"]), tab_open, clicks,
+                   dict(on_change), (tick, timer["props"]["value"]))
 
 
 def chain(deps: list[dict], first: int) -> list[int]:
@@ -289,7 +287,7 @@ def user(url: str, checkpoint: str, index: int, start_at: float, stop_at: float,
                 time.sleep(rng.uniform(0.5, 1.5) * think_s)
                 if not running():
                     break
-                request("tab open", lambda: session.select(listeners.tab_select, listeners.tab_index[kind]))
+                request("tab open", lambda: session.run(listeners.tab_open[kind]))
                 for _ in range(clicks_per_photo // len(CLICK_INPUTS)):
                     time.sleep(rng.uniform(0.5, 1.5) * think_s)
                     if not running():

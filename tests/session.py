@@ -32,8 +32,8 @@ class Session:
 
     def select_tab(self, tabs: gr.Tabs, tab_id: str) -> None:
         """Open the tab with this id, as a click on it does."""
-        ids = [child.id for child in tabs.children if isinstance(child, gr.Tab)]
-        self.trigger(tabs, "select", gr.SelectData(tabs, {"index": ids.index(tab_id), "value": None}))
+        self.trigger(next(child for child in tabs.children if isinstance(child, gr.Tab) and child.id == tab_id),
+                     "select")
 
     def _run_chain(self, block_fn: BlockFunction, event_data: gr.EventData | None = None) -> None:
         args = [self.value(block) for block in block_fn.inputs]

@@ -33,6 +33,11 @@ def build(ctx: Context) -> list[Refresh]:
     model_note = gr.Markdown()
     with ctx.localized(gr.Accordion, {"label": "positions.formulas_label"}, open=False):
         ctx.localized(gr.Markdown, {"value": "positions.formulas"}, latex_delimiters=LATEX)
+    def kind_figure(key: str, kind: str, **kwargs) -> gr.Image:
+        """A picture of one kind of table, labelled by `key` with the kind's name."""
+        return ctx.localized(figure, {"label": lambda lang: text(key, lang, kind=kind_name(kind, lang))}, **kwargs)
+
+    notes, similarity, all_maps, dimension, matrix = {}, {}, {}, {}, {}
     with gr.Row():
         with gr.Column(scale=1, min_width=CLICKABLE_SIDE + 32):  # the photo at least 384 px on screen
             photo = ctx.localized(figure, {"label": "positions.photo"}, fast=True)
@@ -40,23 +45,18 @@ def build(ctx: Context) -> list[Refresh]:
             save = ctx.localized(gr.Button, {"value": "positions.save"}, size="sm", variant="secondary",
                                  elem_id="positions-save")
             saved = saved_files(ctx, elem_id="positions-png")
-        with gr.Column(scale=2):
-            ctx.localized(gr.Markdown, {"value": "positions.similarity_text"})
+        with gr.Column(scale=2):  # the clicked patch's similarity maps beside the photo, what they mean underneath
+            with gr.Row():
+                for kind in SHOWN_KINDS:
+                    with gr.Column(min_width=120):
+                        ctx.localized(gr.Markdown, {"value": f"positions.heading_{kind}"})
+                        similarity[kind] = kind_figure("positions.similarity_figure", kind,
+                                                       elem_id=f"positions-similarity-{kind}")
+                        notes[kind] = gr.Markdown()
             status = gr.Markdown(text("shell.no_photo"))
             colour_range = ctx.localized(gr.Radio, {"label": "positions.colour_range", "choices": localized_choices(
                 ("positions.stretch", "stretch"), ("positions.fixed", "fixed"))}, value="stretch")
-
-    def kind_figure(key: str, kind: str, **kwargs) -> gr.Image:
-        """A picture of one kind of table, labelled by `key` with the kind's name."""
-        return ctx.localized(figure, {"label": lambda lang: text(key, lang, kind=kind_name(kind, lang))}, **kwargs)
-
-    notes, similarity, all_maps, dimension, matrix = {}, {}, {}, {}, {}
-    with gr.Row():
-        for kind in SHOWN_KINDS:
-            with gr.Column():
-                ctx.localized(gr.Markdown, {"value": f"positions.heading_{kind}"})
-                notes[kind] = gr.Markdown()
-                similarity[kind] = kind_figure("positions.similarity_figure", kind)
+            ctx.localized(gr.Markdown, {"value": "positions.similarity_text"})
     ctx.localized(gr.Markdown, {"value": "positions.all_maps_text"})
     with gr.Row():
         for kind in SHOWN_KINDS:
