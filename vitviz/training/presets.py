@@ -75,13 +75,14 @@ PRESETS: dict[str, tuple[dict, dict]] = {
     ),
     # A hybrid (TransUNet-style): a two-convs-per-resolution CNN stem under 16×16 patches, so the
     # transformer sees 64 tokens (4× fewer than at 8×8: ~3.5× cheaper per photo on a CPU), the skip
-    # decoder, cross-entropy + Dice for the thin border, and pasted small photos for wide scenes.
+    # decoder, cross-entropy + Dice for the thin border, and pasted small photos for wide scenes;
+    # 300 epochs (88 CPU minutes on one core): 150 gave 1.6 points of pixel accuracy less.
     # Stage 1 of the self-training recipe (the teacher); the student adds --pseudo-labels.
     "hybrid": (
         dict(patch_size=16, patch_embed="deepstem", embed_dim=192, depth=6, num_heads=6, dropout=0.1, head="skip"),
-        dict(epochs=150, batch_size=16, lr=6e-4, optimizer="adamw", weight_decay=0.05, schedule="cosine",
+        dict(epochs=300, batch_size=16, lr=6e-4, optimizer="adamw", weight_decay=0.05, schedule="cosine",
              warmup_epochs=5, augment="strong", paste=0.3, loss="ce_dice", data_on_device=True, val_every=5,
-             snapshot_epochs=[1, 2, 3, 5, 8, 13, 20, 35, 60, 100]),
+             snapshot_epochs=[1, 3, 8, 35, 100]),
     ),
     # The class-token model: a small conv-stem ViT whose class token learns the 37 breeds from every
     # trainval photo (3,680) while its patch tokens learn the masks of the 400 with a trimap.
