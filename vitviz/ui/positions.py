@@ -30,7 +30,6 @@ def build(ctx: Context) -> list[Refresh]:
     if ctx.analysis is None:
         raise ValueError("create the shell's analysis gr.State before building the position-embeddings tab")
     about(ctx, "positions.intro", latex_delimiters=LATEX)
-    model_note = gr.Markdown()
     with ctx.localized(gr.Accordion, {"label": "positions.formulas_label"}, open=False):
         ctx.localized(gr.Markdown, {"value": "positions.formulas"}, latex_delimiters=LATEX)
     def kind_figure(key: str, kind: str, **kwargs) -> gr.Image:
@@ -54,6 +53,7 @@ def build(ctx: Context) -> list[Refresh]:
                                                        elem_id=f"positions-similarity-{kind}")
                         notes[kind] = gr.Markdown()
             status = gr.Markdown(text("shell.no_photo"))
+            model_note = gr.Markdown()  # what this model's own table shows, measured
             colour_range = ctx.localized(gr.Radio, {"label": "positions.colour_range", "choices": localized_choices(
                 ("positions.stretch", "stretch"), ("positions.fixed", "fixed"))}, value="stretch")
             ctx.localized(gr.Markdown, {"value": "positions.similarity_text"})
