@@ -129,6 +129,9 @@ def test_a_webcam_snapshot_becomes_the_photo(tiny_checkpoint):
         expect(page.get_by_text("photo 451×300 → model input 128×128")).to_be_visible(timeout=WAIT_MS)
         camera = page.locator("#camera")
         camera.get_by_text("Click to Access Webcam").click()
+        # The capture button shows before the camera streams; a capture then takes nothing.
+        page.wait_for_function("() => { const v = document.querySelector('#camera video');"
+                               " return v !== null && v.readyState >= 2 && v.videoWidth > 0; }")
         camera.get_by_label("capture photo").click()
         # Chromium's test camera: a frame of its own size, not the bundled cat's 451×300
         expect(page.locator("#status")).to_contain_text(re.compile(r"photo (?!451×300)\d+×\d+ → model input 128×128"),
