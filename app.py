@@ -110,26 +110,32 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
         return text("shell.status", lang, checkpoint=checkpoint_name, epoch=epoch_label.get(epoch_choice, epoch_choice),
                     width=w, height=h, size=analysis.image_size, rows=rows, cols=cols, patch=analysis.patch_size)
 
-    def analyse(photo_id: str | None, checkpoint_name: str | None, epoch_choice: str | None, lang: str = DEFAULT):
-        """Run the model once for the current choice (the tabs then read the cache) →
-        (analysis key, status line, photo preview)."""
-        preview = fit_photo(ctx.photos.get(photo_id, lang), 240) if photo_id else None
+    def run_model(photo_id: str | None, checkpoint_name: str | None, epoch_choice: str | None,
+                  lang: str = DEFAULT) -> tuple[AnalysisKey | None, str]:
+        """Run the model once for the current choice, or find its cached analysis → (analysis key,
+        status line)."""
         try:
             folder = sources.checkpoint_folder(checkpoint_name, ctx.checkpoints, allowed)
         except PathNotAllowed as e:
-            return None, text("shell.checkpoint_refused", lang, reason=e), preview
+            return None, text("shell.checkpoint_refused", lang, reason=e)
         if folder is None:
-            return None, text("shell.no_checkpoint_to_run", lang), preview
+            return None, text("shell.no_checkpoint_to_run", lang)
         if photo_id is None:
-            return None, text("shell.pick_photo", lang), preview
+            return None, text("shell.pick_photo", lang)
         key = AnalysisKey(photo_id, str(folder), sources.parse_epoch(epoch_choice))
         try:
             analysis = ctx.analysis_for(key, lang)
         except CheckpointError as e:
             message = text("shell.checkpoint_refused", lang, reason=e)
             gr.Warning(message)
-            return None, message, preview
-        return key, status_text(analysis, checkpoint_name, epoch_choice, lang), preview
+            return None, message
+        return key, status_text(analysis, checkpoint_name, epoch_choice, lang)
+
+    def analyse(photo_id: str | None, checkpoint_name: str | None, epoch_choice: str | None, lang: str = DEFAULT):
+        """Run the model once for the current choice (the tabs then read the cache) →
+        (analysis key, status line, photo preview)."""
+        preview = fit_photo(ctx.photos.get(photo_id, lang), 240) if photo_id else None
+        return *run_model(photo_id, checkpoint_name, epoch_choice, lang), preview
 
     # A photo that cannot be read raises a one-line gr.Error; it only touches the hidden photo
     # id (so no component shows an error badge) and `.success` stops the redraw there.
@@ -246,7 +252,7 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
             """Every text in `lang`, in one event: the localized components' labels, the shell's own
             texts (the epoch picker's labels, the status line; the analysis is cached) and the views on
             screen drawn again, since their handlers write texts too."""
-            updates = {**ctx.translations(lang), status: analyse(photo, checkpoint_name, epoch_choice, lang)[1]}
+            updates = {**ctx.translations(lang), status: run_model(photo, checkpoint_name, epoch_choice, lang)[1]}
             updates[epoch_dd]["choices"] = sources.epoch_choices(ctx.checkpoints.get(checkpoint_name), lang)
             for block, value in drawing.fn(*drawing_inputs).items():
                 if block in updates:  # a new label and a new value for the same block

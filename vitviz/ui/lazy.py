@@ -60,16 +60,27 @@ def lazy(refresh: Refresh, tab_id: str | None, analysis: gr.State) -> LazyView:
                     refresh.depends_on)
 
 
+def on_screen(views: list[LazyView], inputs_of: Callable[[LazyView], list], shown: str,
+              inputs: tuple) -> list[tuple[LazyView, tuple]]:
+    """(view, its share of `inputs`) for each view on screen when tab `shown` is, where `inputs` are
+    every view's `inputs_of(view)` one after another, as an event that serves all views receives them."""
+    picked, start = [], 0
+    for view in views:
+        end = start + len(inputs_of(view))
+        if view.tab_id in (shown, None):
+            picked.append((view, inputs[start:end]))
+        start = end
+    return picked
+
+
 def want(views: list[LazyView], analysis: gr.State, shown_tab: gr.State) -> Refresh:
     """fn(key, shown tab id, *watched inputs of every view) → {view's `wanted`: what it should show}
     for each view on screen; the others are left as they are (a State costs nothing to skip)."""
-    starts = [0]
-    for view in views:
-        starts.append(starts[-1] + len(view.watched))
+    def watched(view: LazyView) -> list:
+        return view.watched
 
     def wanted(key: AnalysisKey | None, shown: str, *inputs) -> dict:
-        return {view.wanted: (view.depends_on(key), *inputs[start:end])
-                for view, start, end in zip(views, starts, starts[1:]) if view.tab_id in (shown, None)}
+        return {view.wanted: (view.depends_on(key), *own) for view, own in on_screen(views, watched, shown, inputs)}
 
     return Refresh(wanted, [analysis, shown_tab, *(i for view in views for i in view.watched)],
                    [view.wanted for view in views])
@@ -80,13 +91,13 @@ def draw_now(views: list[LazyView], analysis: gr.State, shown_tab: gr.State) -> 
     for an event that must show them at once rather than through `wanted` (one more round trip to
     the server): the language switch. Their `wanted` is left as it was, so reopening such a tab
     draws it once more."""
-    starts = [0]
-    for view in views:
-        starts.append(starts[-1] + len(view.refresh.inputs))
+    def refresh_inputs(view: LazyView) -> list:
+        return view.refresh.inputs
+
     outputs = list({id(block): block for view in views for block in view.refresh.outputs}.values())
 
     def drawn(key: AnalysisKey | None, shown: str, *inputs) -> dict:
-        return {block: value for view, start, end in zip(views, starts, starts[1:]) if view.tab_id in (shown, None)
-                for block, value in view.refresh.fn(key, *inputs[start:end]).items()}
+        return {block: value for view, own in on_screen(views, refresh_inputs, shown, inputs)
+                for block, value in view.refresh.fn(key, *own).items()}
 
     return Refresh(drawn, [analysis, shown_tab, *(i for view in views for i in view.refresh.inputs)], outputs)

@@ -32,6 +32,7 @@ def build(ctx: Context) -> list[Refresh]:
     about(ctx, "positions.intro", latex_delimiters=LATEX)
     with ctx.localized(gr.Accordion, {"label": "positions.formulas_label"}, open=False):
         ctx.localized(gr.Markdown, {"value": "positions.formulas"}, latex_delimiters=LATEX)
+
     def kind_figure(key: str, kind: str, **kwargs) -> gr.Image:
         """A picture of one kind of table, labelled by `key` with the kind's name."""
         return ctx.localized(figure, {"label": lambda lang: text(key, lang, kind=kind_name(kind, lang))}, **kwargs)

@@ -20,12 +20,12 @@ import torch
 from vitviz.app.i18n import DEFAULT, text
 from vitviz.model.posembed import KINDS
 from vitviz.model.vit import HEADS
-from vitviz.training.loop import pick_device
 from vitviz.training import jobs
+from vitviz.training.checkpoint import read_metrics
 from vitviz.training.jobs import JobError, JobManager
+from vitviz.training.loop import pick_device
 from vitviz.training.presets import PRESETS
 from vitviz.ui.context import Context
-from vitviz.training.checkpoint import read_metrics
 from vitviz.views.train import (curves_figure, mask_progression, mask_strips, progress_html, runs_headers, runs_table,
                                 status_markdown)
 

@@ -232,8 +232,8 @@ def attention_pictures(analysis: Analysis, patch: int, layer: int, direction: Di
 
     raw = torch.stack([patch_attention(attentions, l, patch, has_cls, direction, grid) for l in range(depth)])
     per_head = normalise_maps(raw[layer - 1], scale)
-    # Codes, not words, inside the pictures ("H3" = head 3, "L2 H3" = layer 2, head 3): the page's
-    # labels, in the user's language, say what they stand for.
+    # Codes, not words, inside the pictures ("H3" = head 3, "L2 H3" = layer 2, head 3): the text
+    # beside the pictures, in the user's language, says what they stand for.
     heads = tile(overlays(small, per_head, patch), [f"H{h + 1}" for h in range(len(per_head))],
                  columns=min(4, len(per_head)))
 
