@@ -186,8 +186,8 @@ def font(size: int) -> ImageFont.FreeTypeFont:
 
 
 # The ASCII spelling of the symbols the views' labels use: any other character would be drawn as an
-# empty box by the bundled font. Words in pictures stay English and short; the page around a
-# picture carries the translated texts.
+# empty box by the bundled font. Pictures carry codes and numbers (H3, L2 H3, 256 x 192) rather than
+# words; the text beside a picture says in the user's language what they mean.
 ASCII_SPELLING = {"×": "x", "→": "->", "←": "<-", "–": "-", "—": "-", "−": "-", "·": ".", "…": "...", "≈": "~"}
 
 
