@@ -24,10 +24,12 @@ import contextlib
 import json
 import random
 import secrets
+import socket
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,29 +148,64 @@ def chain(deps: list[dict], first: int) -> list[int]:
     return [d["id"] for d in after[:end]]
 
 
+class Heartbeat:
+    """The stream a page keeps open to the server while it is shown (Gradio's heartbeat): when it
+    ends, the server marks the page's session closed. A plain socket and a thread, mostly asleep
+    (the server writes a line every 15 s): unlike an HTTP client's stream, a socket can be shut
+    from another thread at once, as a browser drops the connection of a page it leaves."""
+
+    def __init__(self, url: str):
+        address = urllib.parse.urlsplit(url)
+        self.socket = socket.create_connection((address.hostname, address.port or 80), timeout=REQUEST_TIMEOUT_S)
+        self.socket.settimeout(None)
+        self.socket.sendall(f"GET {address.path} HTTP/1.1\r\nHost: {address.netloc}\r\n"
+                            "Accept: text/event-stream\r\n\r\n".encode())
+        self.thread = threading.Thread(target=self._drain, daemon=True)
+        self.thread.start()
+
+    def _drain(self) -> None:
+        try:
+            while self.socket.recv(4096):
+                pass
+        except OSError:  # shut by `close`
+            pass
+
+    def close(self) -> None:
+        """Leave the page."""
+        with contextlib.suppress(OSError):
+            self.socket.shutdown(socket.SHUT_RDWR)
+        self.socket.close()
+        self.thread.join(timeout=5)
+
+
 class Session:
     """One browser tab's traffic to a Gradio app, over one keep-alive HTTP connection: the queue
-    protocol a browser speaks (join an event, read its result from the session's event stream).
-    gradio_client opens a new HTTP client (with its TLS context) per request and a heartbeat
+    protocol a browser speaks (join an event, read its result from the session's event stream),
+    and like a browser it keeps the page's heartbeat stream open (`Heartbeat`). gradio_client opens a new HTTP client (with its TLS context) per request and a heartbeat
     stream per session: on a 2-core machine, 20 of them took nearly a core from the server they
     were measuring."""
 
     def __init__(self, url: str):
+        self.url = url
         self.http = httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S)
         self.config = self.http.get("config").raise_for_status().json()
         self.api = self.config.get("api_prefix", "/gradio_api").rstrip("/")
-        self.session_hash = secrets.token_hex(8)
         self.types = {c["id"]: c["type"] for c in self.config["components"]}
         self.defaults = {c["id"]: c.get("props", {}).get("value") for c in self.config["components"]}
         self.deps = {d["id"]: d for d in self.config["dependencies"]}
+        self.session_hash = secrets.token_hex(8)
+        self.heartbeat = Heartbeat(f"{url.rstrip('/')}{self.api}/heartbeat/{self.session_hash}")
 
     def close(self) -> None:
+        self.heartbeat.close()
         self.http.close()
 
     def reload(self) -> None:
-        """A new page: a new Gradio session. The server's state of the old one stays behind, as
-        when a user reloads or closes a tab."""
+        """A new page: a new Gradio session. The old page's heartbeat ends, as when a user reloads
+        or closes a tab; the server decides when to forget its session."""
+        self.heartbeat.close()
         self.session_hash = secrets.token_hex(8)
+        self.heartbeat = Heartbeat(f"{self.url.rstrip('/')}{self.api}/heartbeat/{self.session_hash}")
 
     def upload(self, path: Path) -> dict:
         """Upload a file as a browser does; its FileData for a listener's input."""

@@ -1,11 +1,13 @@
 """The Gradio workarounds (`vitviz.app.gradio_fixes`): Gradio keeps one entry per component in a
-session, however often events update it; on another Gradio version no fix is applied."""
+session, however often events update it, and forgets a closed page's session after a grace period;
+on another Gradio version no fix is applied."""
 
 import asyncio
+import datetime
 import os
 
 import gradio as gr
-from gradio.state_holder import SessionState
+from gradio.state_holder import SessionState, StateHolder
 
 from vitviz.app import gradio_fixes
 from vitviz.app.gradio_fixes import keep_ids_of_updated_components
@@ -31,10 +33,26 @@ def test_updates_followed_by_values_do_not_grow_the_session():
     assert session[shown._id] == "kept" and session[note._id]._id == note._id
 
 
+def test_a_closed_page_is_forgotten_after_the_grace_period():
+    with gr.Blocks() as demo:
+        gr.State("a photo's analysis")
+    holder = StateHolder()
+    holder.set_blocks(demo)
+    for session_id in ("open", "closed long ago", "just closed"):
+        holder[session_id]
+    holder.session_data["closed long ago"].is_closed = holder.session_data["just closed"].is_closed = True
+    later = datetime.datetime.now() + datetime.timedelta(seconds=gradio_fixes.CLOSED_SESSION_GRACE_S / 2)
+    holder.time_last_used["closed long ago"] -= datetime.timedelta(seconds=gradio_fixes.CLOSED_SESSION_GRACE_S)
+    gradio_fixes._drop_closed_sessions(holder, now=later)
+    assert list(holder.session_data) == ["open", "just closed"]  # Gradio alone kept all three for an hour
+    assert list(holder.time_last_used) == ["open", "just closed"]
+
+
 def test_the_fixes_wait_for_a_measurement_on_another_gradio_version(monkeypatch, capsys):
-    setitem = SessionState.__setitem__
+    setitem, sweep = SessionState.__setitem__, StateHolder.delete_all_expired_state
     monkeypatch.delenv("GRADIO_ANALYTICS_CACHE_FREQUENCY", raising=False)
     assert not gradio_fixes.apply("7.0.1")
-    assert SessionState.__setitem__ is setitem and "GRADIO_ANALYTICS_CACHE_FREQUENCY" not in os.environ
+    assert SessionState.__setitem__ is setitem and StateHolder.delete_all_expired_state is sweep
+    assert "GRADIO_ANALYTICS_CACHE_FREQUENCY" not in os.environ
     assert "Gradio 7.0.1 is not the 6.31" in capsys.readouterr().out
     assert gr.__version__.startswith(gradio_fixes.MEASURED_ON + ".")  # the version these tests run on

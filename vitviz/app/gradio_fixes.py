@@ -7,12 +7,13 @@ private parts, and a newer Gradio may have changed them or fixed the problem its
 with the load script, then move `MEASURED_ON`.
 """
 
+import datetime
 import os
 
 import gradio
 from gradio.blocks import Block
 from gradio.components import State
-from gradio.state_holder import SessionState
+from gradio.state_holder import SessionState, StateHolder
 
 MEASURED_ON = "6.31"  # major.minor of the Gradio these fixes were measured on
 
@@ -49,7 +50,42 @@ def thin_out_queue_analytics() -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
 
 
-FIXES = (keep_ids_of_updated_components, thin_out_queue_analytics)
+# How long a closed page's session is kept after its last event: enough for a page whose heartbeat
+# dropped for a moment (Wi-Fi) to come back to its photo, short enough that a classroom's reloads
+# do not pile up (about a page a student a minute).
+CLOSED_SESSION_GRACE_S = 120
+
+_delete_expired_state = StateHolder.delete_all_expired_state
+
+
+def _drop_closed_sessions(holder: StateHolder, now: datetime.datetime | None = None) -> None:
+    _delete_expired_state(holder)
+    now = now or datetime.datetime.now()
+    with holder.lock:
+        closed = [session_id for session_id, session in holder.session_data.items() if session.is_closed and
+                  (now - holder.time_last_used.get(session_id, now)).total_seconds() > CLOSED_SESSION_GRACE_S]
+    for session_id in closed:
+        holder.delete_state(session_id)  # the States' delete callbacks, as Gradio's own expiry runs them
+        with holder.lock:
+            holder.session_data.pop(session_id, None)
+            holder.time_last_used.pop(session_id, None)
+
+
+def drop_closed_sessions() -> None:
+    """Gradio kept every closed page's session for an hour, and part of it until 10,000 newer ones.
+
+    When a page is closed or reloaded its heartbeat stream ends and Gradio marks the session
+    closed, but it only lets the session's States expire an hour later, and keeps the session's
+    own copy of every component's config until `state_session_capacity` newer sessions push it out.
+    Under the load script with a new page per photo (30 users, about 36 pages a minute) the server
+    grew by some 25 MB a minute. The fix drops a closed session whole once it has been idle for
+    `CLOSED_SESSION_GRACE_S`, from Gradio's own once-a-second sweep (replacing the private
+    `StateHolder.delete_all_expired_state`; `tests/test_gradio_fixes.py`). Sessions that never
+    say goodbye are still bounded by `state_session_capacity` (`app.SESSIONS_KEPT`)."""
+    StateHolder.delete_all_expired_state = _drop_closed_sessions
+
+
+FIXES = (keep_ids_of_updated_components, thin_out_queue_analytics, drop_closed_sessions)
 
 
 def apply(version: str = gradio.__version__) -> bool:
