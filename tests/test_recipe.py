@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vitviz import evaluate, export, pseudo, train
 from vitviz.app.inference import analyse, photo_to_input
@@ -15,7 +16,7 @@ from vitviz.training import checkpoint as ckpt
 from vitviz.training.checkpoint import read_weights
 from vitviz.training.data import IGNORE, PetDataset
 from vitviz.training.losses import LOSSES, soft_dice
-from vitviz.training.predict import mask_probabilities
+from vitviz.training.predict import mask_probabilities, rescaled
 from vitviz.training.pseudo_labels import read_pseudo_labels
 from vitviz.training.resident import ResidentSet, paste_small
 from vitviz.training.smallpets import shrink_onto_canvas
@@ -117,6 +118,18 @@ def test_flip_averaging_is_the_mean_of_the_photo_and_its_mirror():
     assert torch.allclose(mask_probabilities(model, x, flip=True), (plain + mirrored) / 2, atol=1e-6)
 
 
+def test_multi_scale_averaging_resizes_the_photo_and_the_answers_back():
+    torch.manual_seed(0)
+    model = SegmentationViT(ViTConfig(**HYBRID)).eval()
+    x = torch.rand(2, 3, 32, 32)
+    half = F.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False, antialias=True)  # one 16-px patch
+    with torch.no_grad():
+        plain = model(x).mask_logits.softmax(1)
+        small = F.interpolate(model(half).mask_logits.softmax(1), size=(32, 32), mode="bilinear", align_corners=False)
+    assert rescaled(x, 1.0, 16) is x and rescaled(x, 0.3, 16).shape[-2:] == (16, 16)  # whole patches, at least one
+    assert torch.allclose(mask_probabilities(model, x, scales=(0.5, 1.0)), (small + plain) / 2, atol=1e-6)
+
+
 def test_small_pet_canvas_keeps_photo_and_mask_together():
     image = torch.rand(3, 40, 40)
     mask = torch.zeros(40, 40, dtype=torch.long)  # all pet
@@ -161,3 +174,6 @@ def test_evaluate_record_keeps_the_scores_and_the_training_photos_in_the_checkpo
     assert recorded["command"].startswith("python -m vitviz.evaluate --checkpoint")
     with pytest.raises(SystemExit):  # a snapshot's scores are not the checkpoint's
         evaluate.main(["--checkpoint", str(folder), "--record", "--epoch", "1"])
+    with pytest.raises(SystemExit):  # nor are the scores of masks the app does not make
+        evaluate.main(["--checkpoint", str(folder), "--record", "--scales", "0.75", "1", "1.25"])
+    assert evaluate.evaluate(str(folder), str(tiny_data), scales=(0.5, 1.0))["scales"] == [0.5, 1.0]

@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -134,15 +135,17 @@ def segmentation_loss(model_out, masks, labels, cfg: TrainConfig) -> torch.Tenso
 
 
 @torch.no_grad()
-def evaluate_model(model: SegmentationViT, loader: DataLoader, device: torch.device, flip: bool = False) -> dict:
+def evaluate_model(model: SegmentationViT, loader: DataLoader, device: torch.device, flip: bool = False,
+                   scales: Sequence[float] = (1.0,)) -> dict:
     """Loss (cross-entropy) and segmentation metrics over a loader, deterministic (eval mode, no
-    augmentation); `flip` averages each photo's probabilities with its mirror image's."""
+    augmentation); `flip` averages each photo's probabilities with its mirror image's, `scales`
+    over the photo resized (`predict.mask_probabilities`)."""
     model.eval()
     conf = torch.zeros(3, 3, dtype=torch.long)
     loss_sum, pixels = 0.0, 0
     for images, masks, *_ in loader:
         images, masks = images.to(device), masks.to(device)
-        probs = mask_probabilities(model, images, flip)
+        probs = mask_probabilities(model, images, flip, scales)
         n = (masks != IGNORE).sum().item()
         loss_sum += F.nll_loss(probs.clamp(min=1e-12).log(), masks, ignore_index=IGNORE, reduction="sum").item()
         pixels += n

@@ -3,9 +3,16 @@
 Flip averaging (test-time augmentation) asks the model twice, once on the mirrored photo, and
 averages the answers: a pet is a pet in a mirror, so the errors that do not mirror cancel. It
 costs one more forward pass. `vitviz.evaluate` (unless `--no-flip`), the app and `vitviz.pseudo` use it.
+
+Averaging over several sizes of the photo (`scales`, `vitviz.evaluate --scales`) is measured in
+the README's experiments table; the app does not use it (it would triple the cost of every mask,
+and of the Knock-outs tab's chart of 36 of them), so no recorded score of a checkpoint does either.
 """
 
+from collections.abc import Sequence
+
 import torch
+import torch.nn.functional as F
 
 from vitviz.model.knockout import NOTHING, KnockOut
 from vitviz.model.vit import SegmentationViT
@@ -13,15 +20,30 @@ from vitviz.model.vit import SegmentationViT
 
 @torch.no_grad()
 def mask_probabilities(models: SegmentationViT | list[SegmentationViT], images: torch.Tensor,
-                       flip: bool = False) -> torch.Tensor:
-    """(B, C, H, W) softmax probabilities, the mean over `models` (and the flipped photos)."""
+                       flip: bool = False, scales: Sequence[float] = (1.0,)) -> torch.Tensor:
+    """(B, C, H, W) softmax probabilities, the mean over `models` (and the flipped photos, and the
+    photos resized by each of `scales`, answers resized back)."""
     models = models if isinstance(models, list) else [models]
     total = 0
     for model in models:
-        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=images.device.type == "cuda"):
-            logits = model(images).mask_logits
-            total = total + (flip_averaged(model, images, logits) if flip else logits.float().softmax(1))
-    return total / len(models)
+        for scale in scales:
+            x = rescaled(images, scale, model.cfg.patch_size)
+            with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=images.device.type == "cuda"):
+                logits = model(x).mask_logits
+                probs = flip_averaged(model, x, logits) if flip else logits.float().softmax(1)
+            if x is not images:
+                probs = F.interpolate(probs, size=images.shape[-2:], mode="bilinear", align_corners=False)
+            total = total + probs
+    return total / (len(models) * len(scales))
+
+
+def rescaled(images: torch.Tensor, scale: float, patch_size: int) -> torch.Tensor:
+    """`images` resized by `scale`, each side rounded to a whole number of patches (the model
+    resamples its position embeddings to the new grid); `images` itself at scale 1."""
+    size = [max(patch_size, round(side * scale / patch_size) * patch_size) for side in images.shape[-2:]]
+    if size == list(images.shape[-2:]):
+        return images
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
 
 
 @torch.no_grad()

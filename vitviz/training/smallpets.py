@@ -45,8 +45,10 @@ def shrink_onto_canvas(image: torch.Tensor, mask: torch.Tensor, scale: float, ca
 
 @torch.no_grad()
 def small_pet_scores(model, dataset: PetDataset, canvas: str, flip: bool = False,
-                     scales: tuple[float, ...] = SCALES, batch_size: int = 64) -> dict:
-    """Pet IoU over the whole split at each scale, and their mean. Photo i sits at a fixed place
+                     scales: tuple[float, ...] = SCALES, batch_size: int = 64,
+                     test_scales: tuple[float, ...] = (1.0,)) -> dict:
+    """Pet IoU over the whole split at each scale, and their mean; `flip` and `test_scales` as in
+    `predict.mask_probabilities`. Photo i sits at a fixed place
     drawn from a generator seeded with 0, so every model is scored on the same pictures. The
     pictures are made on the CPU and scored on the model's device."""
     model.eval()
@@ -60,6 +62,6 @@ def small_pet_scores(model, dataset: PetDataset, canvas: str, flip: bool = False
             pairs = [shrink_onto_canvas(image, mask, scale, canvas, places[start + k])
                      for k, (image, mask) in enumerate(photos[start:start + batch_size])]
             images, masks = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
-            conf += confusion(mask_probabilities(model, images.to(device), flip).argmax(1).cpu(), masks)
+            conf += confusion(mask_probabilities(model, images.to(device), flip, test_scales).argmax(1).cpu(), masks)
         by_scale[f"{scale:g}"] = summarize(conf)["iou"]["pet"]
     return {"pet_iou": float(np.mean(list(by_scale.values()))), "by_scale": by_scale}
