@@ -4,15 +4,17 @@
     python scripts/load_test.py --users 20 --duration 60 --checkpoint runs/seed-small
     python scripts/load_test.py --url http://127.0.0.1:7860/ --users 5        # a server already running
 
-Each user is a thread with its own Gradio session, and does what a browser does. It uploads its
+Each user is a thread with its own Gradio session, and does what a browser does. It opens the
+page (fetches it, keeps its heartbeat stream open and runs its load listeners). It uploads its
 own photo (a bundled example, cropped and tinted differently per upload, so the model really runs),
 runs the analysis and what follows it; then it opens the Attention and the Position-embeddings tabs
 in turn and clicks random patches on the tab's photo, pausing like a person between clicks; it
 uploads a new photo after every `--clicks` clicks. Like a browser it also runs the listeners of
 every gr.State a request changed (that is how a tab draws: "tab redraw"), downloads every picture
 a request returns (part of the request's latency), and runs the app's 5-second timer. With
-`--reload` every new photo is uploaded from a new page (a new Gradio session), as when users
-reload the page or come and go: the server must not keep every past session's memory.
+`--reload` every new photo is uploaded from a new page (a new Gradio session; the old page's
+heartbeat ends), as when users reload the page or come and go: the server must not keep every past
+session's memory.
 It stops after `--duration` seconds or `--max-requests` requests, whichever comes first, and prints
 the requests, the errors, p50/p95 latency per kind of request, how long a user waits until a tab has
 drawn (the request and the redraws it set off), and (when it started the server) the server's memory
@@ -47,6 +49,7 @@ EXAMPLES = sorted((REPO / "vitviz" / "app" / "examples").glob("*.[jp][pn]g"))
 CLICKABLE_PHOTO = "Photo — click a patch"  # the label of the Attention and Position-embeddings photos
 CLICK_INPUTS = {"attention click": (1, "query", "local", "en"),  # layer, direction, colour scale, language
                 "positions click": ("fixed", "en")}  # colour range, language
+PAGE_LOAD_INPUTS = {"language_from_browser": ("en-US",)}  # what the page sends (navigator.language); else defaults
 CLICKED_TAB = {"attention click": "attention", "positions click": "positions"}  # the tab (its id) of each click
 REQUEST_TIMEOUT_S = 60
 
@@ -109,6 +112,7 @@ def make_photo(rng: random.Random, folder: Path) -> Path:
 class Listeners:
     """The fn_index of each event listener a simulated user triggers, found in the app's config."""
 
+    page_load: list[list[int]]  # what a page runs when it opens: each load listener and those after it
     upload: int
     analyse: int
     after_analyse: list[int]  # what the browser runs after the analysis of an upload
@@ -137,8 +141,9 @@ class Listeners:
         tick = by_name["rescan_if_changed"]
         ticked = next(d["targets"][0][0] for d in deps if d["id"] == tick)
         timer = next(c for c in components if c["id"] == ticked)
-        return cls(by_name["use_upload"], by_name["analyse"], chain(deps, by_name["analyse"]), tab_open, clicks,
-                   dict(on_change), (tick, timer["props"]["value"]))
+        page_load = [[d["id"], *followers(deps, d["id"])] for d in deps if d["targets"][0][1] == "load"]
+        return cls(page_load, by_name["use_upload"], by_name["analyse"], chain(deps, by_name["analyse"]), tab_open,
+                   clicks, dict(on_change), (tick, timer["props"]["value"]))
 
 
 def chain(deps: list[dict], first: int) -> list[int]:
@@ -146,6 +151,12 @@ def chain(deps: list[dict], first: int) -> list[int]:
     after = [d for d in deps if d["id"] > first]
     end = next((i for i, d in enumerate(after) if d["targets"][0][1] != "then"), len(after))
     return [d["id"] for d in after[:end]]
+
+
+def followers(deps: list[dict], first: int) -> list[int]:
+    """The ids of the listeners that run after listener `first` (`.then`, `.success`), in order."""
+    after = next((d["id"] for d in deps if d.get("trigger_after") == first), None)
+    return [] if after is None else [after, *followers(deps, after)]
 
 
 class Heartbeat:
@@ -206,6 +217,11 @@ class Session:
         self.heartbeat.close()
         self.session_hash = secrets.token_hex(8)
         self.heartbeat = Heartbeat(f"{self.url.rstrip('/')}{self.api}/heartbeat/{self.session_hash}")
+
+    def page(self) -> dict:
+        """The page itself, as a browser asks for it when it opens (the app's config comes with it)."""
+        self.http.get("").raise_for_status()
+        return {}
 
     def upload(self, path: Path) -> dict:
         """Upload a file as a browser does; its FileData for a listener's input."""
@@ -305,11 +321,23 @@ def user(url: str, checkpoint: str, index: int, start_at: float, stop_at: float,
             timed(results, "timer tick", lambda: session.run(tick))
         return output is not None
 
+    def open_page() -> None:
+        """What a browser does when it opens the page: fetch it, then run its load listeners (the
+        first example's analysis, the browser's language) and the tab redraws they set off."""
+        request("page", session.page)
+        for listeners_in_turn in listeners.page_load:
+            for listener in listeners_in_turn:
+                inputs = PAGE_LOAD_INPUTS.get(session.deps[listener]["api_name"], ())
+                if not (running() and request("page load", lambda: session.run(listener, *inputs))):
+                    break
+
     with contextlib.closing(session):
+        open_page()
         photos = 0
         while running():
             if reload and photos:
                 session.reload()
+                open_page()
             photos += 1
             photo = make_photo(rng, folder)
             uploaded = (request("upload", lambda: session.run(listeners.upload, session.upload(photo)))

@@ -649,6 +649,7 @@ def test_the_load_script_runs_two_users_for_a_few_requests_with_page_reloads(tin
     out = capsys.readouterr().out
     assert code == 0 and ", 0 errors" in out, out
     assert "attention click" in out and "tab open" in out and "tab redraw" in out and "until drawn" in out
+    assert "page load" in out  # each new page fetches the page and runs its load listeners, as a browser does
     assert "server RSS" in out and "MB a minute" in out
     assert load_test.trend([(0, 5.0), (1, 7.0), (2, 9.0)]) == pytest.approx(2.0)
 
