@@ -88,7 +88,7 @@ def test_pseudo_labels_cover_only_unlabeled_trainval_photos_and_train_a_student(
     assert json.loads((runs / "student" / "metrics.json").read_text())["epochs_done"] == 1
 
     # Shipped as one history: the teacher's epochs 1-2, then the student's epoch 1 as epoch 3.
-    shipped = export.export(runs / "student", tmp_path / "shipped", int8_snapshots=True, after=tiny_checkpoint)
+    shipped = export.export(runs / "student", tmp_path / "shipped", int8_snapshots=True, after=[tiny_checkpoint])
     metrics = json.loads((shipped / "metrics.json").read_text())
     assert [s["stage"] for s in metrics["stages"]] == ["teacher", "pseudo-labels", "student"]
     assert metrics["stages"][1]["command"].startswith("python -m vitviz.pseudo") and metrics["stages"][1]["photos"] == 4
@@ -97,6 +97,16 @@ def test_pseudo_labels_cover_only_unlabeled_trainval_photos_and_train_a_student(
     assert ckpt.list_snapshots(shipped) == [1, 2, 3]
     teacher_epoch_1 = ckpt.read_weights(tiny_checkpoint, 1)["blocks.0.attn.qkv.weight"].float()
     assert torch.allclose(ckpt.read_weights(shipped, 1)["blocks.0.attn.qkv.weight"], teacher_epoch_1, atol=0.01)
+
+    # A run continued once more (a new learning-rate schedule): a third stage of the same history.
+    assert train.main(["--preset", "tiny", "--data-root", str(tiny_data), "--runs-dir", str(runs), "--name", "more",
+                       "--workers", "0", "--epochs", "1", "--init-from", str(runs / "student")]) == 0
+    shipped = export.export(runs / "more", tmp_path / "shipped", after=[tiny_checkpoint, runs / "student"])
+    metrics = json.loads((shipped / "metrics.json").read_text())
+    assert [s["stage"] for s in metrics["stages"]] == ["teacher", "pseudo-labels", "student", "continued"]
+    assert [r["epoch"] for r in metrics["curve"]] == [1, 2, 3, 4] and metrics["curve"][-1]["stage"] == "continued"
+    assert metrics["command"].count("python -m vitviz.") == 4 and ckpt.list_snapshots(shipped) == [1, 2, 3, 4]
+    assert export.stage_roles([None, None]) == ["from scratch", "continued"]
 
 
 def test_student_starts_from_the_teachers_weights(tiny_data, tiny_checkpoint, tmp_path):

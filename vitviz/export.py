@@ -1,22 +1,24 @@
 """Turn a finished run folder into a shipped checkpoint folder:
-`python -m vitviz.export runs/NAME checkpoints/NAME [--snapshots 1 2 3 …] [--int8-snapshots] [--after RUN]`.
+`python -m vitviz.export runs/NAME checkpoints/NAME [--snapshots 1 2 3 …] [--int8-snapshots] [--after RUN …]`.
 
 Ships what the app needs and nothing else: config.json, fp16 final weights, the chosen weight
 snapshots (fp16, or row-wise int8 to stay within the repository's size budget) and metrics.json
 (command, commit, device, wall time, per-epoch curve, final test metrics). Optimizer state stays
 behind in the run folder.
 
-`--after TEACHER` ships a run that started from another run's weights (`--init-from`, the student
-of the self-training recipe) as one history: the curve is the teacher's epochs followed by the
-student's, numbered on, metrics.json lists every stage (teacher, pseudo-labels, student) with its
-command, commit, device and wall time, and snapshots of early epochs come from the teacher, so the
-Epochs view still starts from the first epoch.
+`--after RUN …` ships a run that started from other runs' weights (`--init-from`: the student of
+the self-training recipe, or a run continued with a new learning-rate schedule) as one history:
+the earlier runs are listed in the order they trained, the curve is their epochs followed by this
+run's, numbered on, metrics.json lists every stage (e.g. teacher, pseudo-labels, student) with its
+command, commit, device and wall time, and snapshots of early epochs come from the first run, so
+the Epochs view still starts from the first epoch.
 """
 
 import argparse
 import json
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from safetensors import safe_open
@@ -25,14 +27,17 @@ from vitviz.training import checkpoint as ckpt
 
 
 def export(run: Path, dest: Path, snapshots: list[int] | None = None, int8_snapshots: bool = False,
-           after: Path | None = None) -> Path:
-    run, dest = Path(run), Path(dest)
+           after: Sequence[Path] = ()) -> Path:
+    """`after`: the runs this one continued, in the order they trained (see the module's text)."""
+    chain, dest = [Path(r) for r in (*after, run)], Path(dest)
+    run = chain[-1]
     if not (run / "metrics.json").is_file() and not (run / "metrics.jsonl").is_file():
         raise ckpt.CheckpointError(f"{run}: no metrics yet, the run has not finished an epoch")
-    teacher = summary(after, ckpt.read_config(after)) if after else None  # read once: its curve sets the offset
-    offset = len(teacher["curve"]) if teacher else 0  # the student's epoch k is epoch offset + k
-    sources = {e: (after, e) for e in ckpt.list_snapshots(after)} if after else {}
-    sources.update({offset + e: (run, e) for e in ckpt.list_snapshots(run)})
+    summaries = [summary(r, ckpt.read_config(r)) for r in chain]  # read once: their curves set the offsets
+    sources, offset = {}, 0  # a later stage's epoch k is epoch offset + k of the history
+    for stage, stage_summary in zip(chain, summaries):
+        sources.update({offset + e: (stage, e) for e in ckpt.list_snapshots(stage)})
+        offset += len(stage_summary["curve"])
     available = sorted(sources)
     chosen = available if snapshots is None else snapshots
     missing = sorted(set(chosen) - set(available))
@@ -49,9 +54,7 @@ def export(run: Path, dest: Path, snapshots: list[int] | None = None, int8_snaps
         snap = ckpt.load_model(*sources[epoch])
         tensors, meta = ckpt.int8_state(snap) if int8_snapshots else (ckpt.half_state(snap), {"format": "float16"})
         ckpt.atomic_save_tensors(ckpt.snapshot_path(staging, epoch), tensors, meta)
-    metrics = summary(run, config)
-    if after:
-        metrics = combined_summary(after, teacher, run, metrics)
+    metrics = summaries[-1] if len(chain) == 1 else combined_summary(chain, summaries)
     metrics["shipped"] = {"weights": "float16", "snapshots": chosen,
                           "snapshot_format": "int8-rowwise" if int8_snapshots else "float16"}
     ckpt.atomic_write_json(staging / "metrics.json", metrics)
@@ -70,23 +73,31 @@ def summary(run: Path, config: dict) -> dict:
     return unfinished_summary(run, config)
 
 
-def combined_summary(teacher: Path, teacher_metrics: dict, student: Path, metrics: dict) -> dict:
-    """One metrics.json for a student and its teacher (`teacher_metrics`: its `summary`): each
-    stage's summary (without its curve) under "stages", the pseudo-labels' command and statistics
-    read from their file, and one curve."""
-    stages = [{"stage": "teacher", "run": teacher.name, **{k: v for k, v in teacher_metrics.items() if k != "curve"}}]
-    pseudo_file = ckpt.read_config(student)["train"].get("pseudo_labels")
-    if pseudo_file:
-        with safe_open(pseudo_file, "pt") as f:
-            meta = f.metadata()
-        stages.append({"stage": "pseudo-labels", "file": Path(pseudo_file).name, "command": meta["command"],
-                       "threshold": float(meta["threshold"]), **json.loads(meta["stats"])})
-    stages.append({"stage": "student", "run": student.name, **{k: v for k, v in metrics.items() if k != "curve"}})
-    offset = len(teacher_metrics["curve"])
-    curve = ([{**row, "stage": "teacher"} for row in teacher_metrics["curve"]] +
-             [{**row, "epoch": offset + row["epoch"], "stage": "student"} for row in metrics["curve"]])
+def stage_roles(pseudo_labels: list[str | None]) -> list[str]:
+    """What each run of a chain was, from which ones trained on pseudo-labels: a run on
+    pseudo-labels is a "student" and the first run its "teacher"; a run that only continued the
+    previous one's weights is "continued"; a first run with no student after it, "from scratch"."""
+    first = "teacher" if any(pseudo_labels) else "from scratch"
+    return [first] + ["student" if pseudo else "continued" for pseudo in pseudo_labels[1:]]
+
+
+def combined_summary(chain: list[Path], summaries: list[dict]) -> dict:
+    """One metrics.json for runs that continued each other (`summaries`: their `summary`, in
+    training order): each stage's summary (without its curve) under "stages", with the command and
+    statistics of a student's pseudo-labels read from their file, and one curve."""
+    pseudo_files = [ckpt.read_config(run)["train"].get("pseudo_labels") for run in chain]
+    stages, curve = [], []
+    for run, metrics, role, pseudo_file in zip(chain, summaries, stage_roles(pseudo_files), pseudo_files):
+        if pseudo_file:
+            with safe_open(pseudo_file, "pt") as f:
+                meta = f.metadata()
+            stages.append({"stage": "pseudo-labels", "file": Path(pseudo_file).name, "command": meta["command"],
+                           "threshold": float(meta["threshold"]), **json.loads(meta["stats"])})
+        stages.append({"stage": role, "run": run.name, **{k: v for k, v in metrics.items() if k != "curve"}})
+        offset = len(curve)
+        curve += [{**row, "epoch": offset + row["epoch"], "stage": role} for row in metrics["curve"]]
     train_stages = [s for s in stages if "wall_time_s" in s]
-    return {**metrics, "command": " && ".join(s["command"] for s in stages),
+    return {**summaries[-1], "command": " && ".join(s["command"] for s in stages),
             "wall_time_s": sum(s["wall_time_s"] for s in train_stages), "epochs_done": len(curve),
             "stages": stages, "curve": curve}
 
@@ -111,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dest")
     parser.add_argument("--snapshots", type=int, nargs="*", default=None, help="epochs to ship (default: all)")
     parser.add_argument("--int8-snapshots", action="store_true")
-    parser.add_argument("--after", type=Path, default=None, metavar="TEACHER",
-                        help="the run this one started from (--init-from): ship both as one history")
+    parser.add_argument("--after", type=Path, nargs="+", default=(), metavar="RUN",
+                        help="the runs this one continued (--init-from), in the order they trained: "
+                             "ship them all as one history")
     args = parser.parse_args(argv)
     try:
         out = export(Path(args.run), Path(args.dest), args.snapshots, args.int8_snapshots, args.after)
