@@ -108,6 +108,16 @@ def test_pseudo_labels_cover_only_unlabeled_trainval_photos_and_train_a_student(
     assert metrics["command"].count("python -m vitviz.") == 4 and ckpt.list_snapshots(shipped) == [1, 2, 3, 4]
     assert export.stage_roles([None, None]) == ["from scratch", "continued"]
 
+    # A student trained from scratch on the teacher's pseudo-labels: the teacher is a stage of the
+    # recipe, not of the weights' history (the curve and the snapshots are the student's own).
+    assert train.main(["--preset", "tiny", "--data-root", str(tiny_data), "--runs-dir", str(runs), "--name", "scratch",
+                       "--workers", "0", "--epochs", "1", "--pseudo-labels", str(out)]) == 0
+    shipped = export.export(runs / "scratch", tmp_path / "shipped", teacher=tiny_checkpoint)
+    metrics = json.loads((shipped / "metrics.json").read_text())
+    assert [s["stage"] for s in metrics["stages"]] == ["teacher", "pseudo-labels", "student"]
+    assert [(r["epoch"], r["stage"]) for r in metrics["curve"]] == [(1, "student")]
+    assert metrics["command"].count("python -m vitviz.") == 3 and ckpt.list_snapshots(shipped) == [1]
+
 
 def test_student_starts_from_the_teachers_weights(tiny_data, tiny_checkpoint, tmp_path):
     assert train.main(["--preset", "tiny", "--data-root", str(tiny_data), "--runs-dir", str(tmp_path), "--name", "s",

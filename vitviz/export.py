@@ -1,5 +1,6 @@
 """Turn a finished run folder into a shipped checkpoint folder:
-`python -m vitviz.export runs/NAME checkpoints/NAME [--snapshots 1 2 3 …] [--int8-snapshots] [--after RUN …]`.
+`python -m vitviz.export runs/NAME checkpoints/NAME [--snapshots 1 2 3 …] [--int8-snapshots] [--after RUN …]
+[--teacher RUN]`.
 
 Ships what the app needs and nothing else: config.json, fp16 final weights, the chosen weight
 snapshots (fp16, or row-wise int8 to stay within the repository's size budget) and metrics.json
@@ -11,7 +12,9 @@ the self-training recipe, or a run continued with a new learning-rate schedule) 
 the earlier runs are listed in the order they trained, the curve is their epochs followed by this
 run's, numbered on, metrics.json lists every stage (e.g. teacher, pseudo-labels, student) with its
 command, commit, device and wall time, and snapshots of early epochs come from the first run, so
-the Epochs view still starts from the first epoch.
+the Epochs view still starts from the first epoch. `--teacher RUN` adds the run whose pseudo-labels a
+student trained from scratch learned from: a stage of the recipe (command, wall time), not of the
+weights' history.
 """
 
 import argparse
@@ -27,8 +30,9 @@ from vitviz.training import checkpoint as ckpt
 
 
 def export(run: Path, dest: Path, snapshots: list[int] | None = None, int8_snapshots: bool = False,
-           after: Sequence[Path] = ()) -> Path:
-    """`after`: the runs this one continued, in the order they trained (see the module's text)."""
+           after: Sequence[Path] = (), teacher: Path | None = None) -> Path:
+    """`after`: the runs this one continued, in the order they trained; `teacher`: the run that made
+    the pseudo-labels of a student trained from scratch (see the module's text)."""
     chain, dest = [Path(r) for r in (*after, run)], Path(dest)
     run = chain[-1]
     if not (run / "metrics.json").is_file() and not (run / "metrics.jsonl").is_file():
@@ -54,7 +58,10 @@ def export(run: Path, dest: Path, snapshots: list[int] | None = None, int8_snaps
         snap = ckpt.load_model(*sources[epoch])
         tensors, meta = ckpt.int8_state(snap) if int8_snapshots else (ckpt.half_state(snap), {"format": "float16"})
         ckpt.atomic_save_tensors(ckpt.snapshot_path(staging, epoch), tensors, meta)
-    metrics = summaries[-1] if len(chain) == 1 else combined_summary(chain, summaries)
+    if len(chain) == 1 and teacher is None:
+        metrics = summaries[-1]
+    else:
+        metrics = combined_summary(chain, summaries, teacher and Path(teacher))
     metrics["shipped"] = {"weights": "float16", "snapshots": chosen,
                           "snapshot_format": "int8-rowwise" if int8_snapshots else "float16"}
     ckpt.atomic_write_json(staging / "metrics.json", metrics)
@@ -75,18 +82,23 @@ def summary(run: Path, config: dict) -> dict:
 
 def stage_roles(pseudo_labels: list[str | None]) -> list[str]:
     """What each run of a chain was, from which ones trained on pseudo-labels: a run on
-    pseudo-labels is a "student" and the first run its "teacher"; a run that only continued the
-    previous one's weights is "continued"; a first run with no student after it, "from scratch"."""
-    first = "teacher" if any(pseudo_labels) else "from scratch"
+    pseudo-labels is a "student"; a first run whose weights a student continued is its "teacher"; a
+    later run that only continued the previous one's weights is "continued"; else "from scratch"."""
+    first = "student" if pseudo_labels[0] else "teacher" if any(pseudo_labels) else "from scratch"
     return [first] + ["student" if pseudo else "continued" for pseudo in pseudo_labels[1:]]
 
 
-def combined_summary(chain: list[Path], summaries: list[dict]) -> dict:
+def combined_summary(chain: list[Path], summaries: list[dict], teacher: Path | None = None) -> dict:
     """One metrics.json for runs that continued each other (`summaries`: their `summary`, in
-    training order): each stage's summary (without its curve) under "stages", with the command and
-    statistics of a student's pseudo-labels read from their file, and one curve."""
+    training order), after the `teacher` whose pseudo-labels the first one learned from: each
+    stage's summary (without its curve) under "stages", with the command and statistics of a
+    student's pseudo-labels read from their file, and one curve (of the weights' own history)."""
     pseudo_files = [ckpt.read_config(run)["train"].get("pseudo_labels") for run in chain]
     stages, curve = [], []
+    if teacher is not None:
+        teacher_summary = summary(teacher, ckpt.read_config(teacher))
+        stages.append({"stage": "teacher", "run": teacher.name,
+                       **{k: v for k, v in teacher_summary.items() if k != "curve"}})
     for run, metrics, role, pseudo_file in zip(chain, summaries, stage_roles(pseudo_files), pseudo_files):
         if pseudo_file:
             with safe_open(pseudo_file, "pt") as f:
@@ -125,9 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--after", type=Path, nargs="+", default=(), metavar="RUN",
                         help="the runs this one continued (--init-from), in the order they trained: "
                              "ship them all as one history")
+    parser.add_argument("--teacher", type=Path, default=None, metavar="RUN",
+                        help="the run whose pseudo-labels a student trained from scratch learned from: "
+                             "recorded as a stage of the recipe")
     args = parser.parse_args(argv)
     try:
-        out = export(Path(args.run), Path(args.dest), args.snapshots, args.int8_snapshots, args.after)
+        out = export(Path(args.run), Path(args.dest), args.snapshots, args.int8_snapshots, args.after, args.teacher)
     except ckpt.CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
