@@ -192,9 +192,9 @@ class Heartbeat:
 class Session:
     """One browser tab's traffic to a Gradio app, over one keep-alive HTTP connection: the queue
     protocol a browser speaks (join an event, read its result from the session's event stream),
-    and like a browser it keeps the page's heartbeat stream open (`Heartbeat`). gradio_client opens a new HTTP client (with its TLS context) per request and a heartbeat
-    stream per session: on a 2-core machine, 20 of them took nearly a core from the server they
-    were measuring."""
+    and like a browser it keeps the page's heartbeat stream open (`Heartbeat`). gradio_client opens
+    a new HTTP client (with its TLS context) per request and a heartbeat stream per session: on a
+    2-core machine, 20 of them took nearly a core from the server they were measuring."""
 
     def __init__(self, url: str):
         self.url = url
@@ -204,8 +204,12 @@ class Session:
         self.types = {c["id"]: c["type"] for c in self.config["components"]}
         self.defaults = {c["id"]: c.get("props", {}).get("value") for c in self.config["components"]}
         self.deps = {d["id"]: d for d in self.config["dependencies"]}
+        self.new_page()
+
+    def new_page(self) -> None:
+        """A new Gradio session and its page's heartbeat."""
         self.session_hash = secrets.token_hex(8)
-        self.heartbeat = Heartbeat(f"{url.rstrip('/')}{self.api}/heartbeat/{self.session_hash}")
+        self.heartbeat = Heartbeat(f"{self.url.rstrip('/')}{self.api}/heartbeat/{self.session_hash}")
 
     def close(self) -> None:
         self.heartbeat.close()
@@ -215,8 +219,7 @@ class Session:
         """A new page: a new Gradio session. The old page's heartbeat ends, as when a user reloads
         or closes a tab; the server decides when to forget its session."""
         self.heartbeat.close()
-        self.session_hash = secrets.token_hex(8)
-        self.heartbeat = Heartbeat(f"{self.url.rstrip('/')}{self.api}/heartbeat/{self.session_hash}")
+        self.new_page()
 
     def page(self) -> dict:
         """The page itself, as a browser asks for it when it opens (the app's config comes with it)."""

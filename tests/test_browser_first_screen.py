@@ -23,8 +23,8 @@ expect = sync_api.expect
 
 WAIT_MS = 60_000
 # Each tab's main picture: on screen when the tab opens.
-MAIN_PICTURE = {"segment": "segment-overlay", "journey": None, "positions": "positions-similarity-learned", "attention": "attention-heads",
-                "knockout": "knockout-after", "epochs": "epochs-strip"}
+MAIN_PICTURE = {"segment": "segment-overlay", "journey": None, "positions": "positions-similarity-learned",
+                "attention": "attention-heads", "knockout": "knockout-after", "epochs": "epochs-strip"}
 SIZES = [(1440, 900, False), (1280, 720, True)]
 
 

@@ -19,7 +19,7 @@ CELL, LEFT, TOP = 56, 56, 28  # the head chart's layout (vitviz.views.knockout):
 
 
 def changed_share(page) -> float:
-    """The share of changed pixels the summary states, e.g. "**4.0%** of the 128×128 pixels…"."""
+    """The share of changed pixels the summary states, e.g. "**2.9%** of the 128×128 pixels…"."""
     match = re.search(r"([\d.]+)% of the \d+×\d+ pixels", page.locator("#knockout-summary").inner_text())
     assert match, page.locator("#knockout-summary").inner_text()
     return float(match.group(1)) / 100

@@ -34,7 +34,7 @@ def export(run: Path, dest: Path, snapshots: list[int] | None = None, int8_snaps
     """`after`: the runs this one continued, in the order they trained; `teacher`: the run that made
     the pseudo-labels of a student trained from scratch (see the module's text)."""
     chain, dest = [Path(r) for r in (*after, run)], Path(dest)
-    run = chain[-1]
+    run, teacher = chain[-1], teacher and Path(teacher)
     if not (run / "metrics.json").is_file() and not (run / "metrics.jsonl").is_file():
         raise ckpt.CheckpointError(f"{run}: no metrics yet, the run has not finished an epoch")
     summaries = [summary(r, ckpt.read_config(r)) for r in chain]  # read once: their curves set the offsets
@@ -61,7 +61,7 @@ def export(run: Path, dest: Path, snapshots: list[int] | None = None, int8_snaps
     if len(chain) == 1 and teacher is None:
         metrics = summaries[-1]
     else:
-        metrics = combined_summary(chain, summaries, teacher and Path(teacher))
+        metrics = combined_summary(chain, summaries, teacher)
     metrics["shipped"] = {"weights": "float16", "snapshots": chosen,
                           "snapshot_format": "int8-rowwise" if int8_snapshots else "float16"}
     ckpt.atomic_write_json(staging / "metrics.json", metrics)

@@ -7,6 +7,7 @@ load script, README "Benchmarks").
 """
 
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Callable
 
 import gradio as gr
@@ -76,11 +77,9 @@ def on_screen(views: list[LazyView], inputs_of: Callable[[LazyView], list], show
 def want(views: list[LazyView], analysis: gr.State, shown_tab: gr.State) -> Refresh:
     """fn(key, shown tab id, *watched inputs of every view) → {view's `wanted`: what it should show}
     for each view on screen; the others are left as they are (a State costs nothing to skip)."""
-    def watched(view: LazyView) -> list:
-        return view.watched
-
     def wanted(key: AnalysisKey | None, shown: str, *inputs) -> dict:
-        return {view.wanted: (view.depends_on(key), *own) for view, own in on_screen(views, watched, shown, inputs)}
+        return {view.wanted: (view.depends_on(key), *own)
+                for view, own in on_screen(views, attrgetter("watched"), shown, inputs)}
 
     return Refresh(wanted, [analysis, shown_tab, *(i for view in views for i in view.watched)],
                    [view.wanted for view in views])
@@ -91,13 +90,10 @@ def draw_now(views: list[LazyView], analysis: gr.State, shown_tab: gr.State) -> 
     for an event that must show them at once rather than through `wanted` (one more round trip to
     the server): the language switch. Their `wanted` is left as it was, so reopening such a tab
     draws it once more."""
-    def refresh_inputs(view: LazyView) -> list:
-        return view.refresh.inputs
-
     outputs = list({id(block): block for view in views for block in view.refresh.outputs}.values())
 
     def drawn(key: AnalysisKey | None, shown: str, *inputs) -> dict:
-        return {block: value for view, own in on_screen(views, refresh_inputs, shown, inputs)
+        return {block: value for view, own in on_screen(views, attrgetter("refresh.inputs"), shown, inputs)
                 for block, value in view.refresh.fn(key, *own).items()}
 
     return Refresh(drawn, [analysis, shown_tab, *(i for view in views for i in view.refresh.inputs)], outputs)
