@@ -175,8 +175,8 @@ def test_reopening_a_tab_that_writes_its_own_inputs_draws_nothing_again(tiny_che
     """The Attention tab writes its clicked patch and layer slider when it draws; coming back to
     it for the same photo must not draw it again."""
     drawings = []
-    pictures = attention.attention_pictures
-    monkeypatch.setattr(attention, "attention_pictures", lambda *args: drawings.append(args) or pictures(*args))
+    data = attention.attention_maps_data
+    monkeypatch.setattr(attention, "attention_maps_data", lambda *args: drawings.append(args) or data(*args))
     demo = build_app(checkpoint=tiny_checkpoint, checkpoints_dir=tmp_path / "none", runs_dir=tiny_checkpoint.parent)
     session, tabs = Session(demo), tab_bar(demo)
     path = tmp_path / "photo.png"

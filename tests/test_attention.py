@@ -1,12 +1,16 @@
 """Attention views: slices, rollout, mean distance, clicks and the attention tab, on hand-made
 tensors and on real traced forward passes of the tiny checkpoints."""
 
+import base64
+import io
+import json
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from session import drawn, handler
 from vitviz.app.i18n import text
@@ -15,7 +19,7 @@ from vitviz.training.checkpoint import load_model
 from vitviz.ui import attention as attention_tab
 from vitviz.ui.context import AnalysisKey, Context, PhotoStore
 from vitviz.ui.widgets import patch_at
-from vitviz.views import attention as av, pictures as am
+from vitviz.views import attention as av, attention_browser, pictures as am
 from vitviz.views.pictures import patch_centre
 
 
@@ -252,6 +256,11 @@ def _tab(checkpoint):
     return demo, ctx, refresh
 
 
+def unpack(fixed_point: str, shape) -> np.ndarray:
+    """The browser's reading of `attention_browser.fixed_point` (attention_maps.js `unpack`)."""
+    return np.frombuffer(base64.b64decode(fixed_point), "<u2").reshape(shape) / attention_browser.FIXED_POINT
+
+
 @pytest.mark.parametrize("which", ["tiny_checkpoint", "tiny_class_checkpoint"])
 def test_attention_tab_builds_and_refreshes(which, request):
     checkpoint = request.getfixturevalue(which)
@@ -259,23 +268,46 @@ def test_attention_tab_builds_and_refreshes(which, request):
     key = AnalysisKey(ctx.photos.put(_photo()), str(checkpoint), None)
     out = drawn(refresh, key, *[c.value for c in refresh.inputs])
     assert len(out) == len(refresh.outputs)
-    photo = out[0]
-    assert photo.shape == (283, 384, 3)  # the 45×61 photo enlarged so that its longer side is 384 px
-    assert len(out[-2].data) == 2  # the distance chart: one trace per head
-    assert out[-1].startswith("**Measured on this photo:**")  # whether the heads are local, from their distances
-    class_note, class_map = out[5], out[6]
+    data, status, class_note, class_map, saved, layer, distance_plot, locality_note = out
+    # The browser draws the maps from the data sent once per photo (attention_maps.js).
+    assert data["sizes"]["click"] == (283, 384)  # the 45×61 photo enlarged so that its longer side is 384 px
+    with Image.open(io.BytesIO(base64.b64decode(data["photo"].split(",")[1]))) as jpeg:
+        assert jpeg.format == "JPEG" and jpeg.size == (384, 283)
+    assert data["view"] == {"patch": patch_at(None, (4, 4)), "layer": 1, "direction": "query", "scale": "local"}
+    analysis = ctx.analysis_for(key)
+    weights = torch.stack([w[0] for w in analysis.trace.attentions]).numpy()
+    assert data["shape"] == list(weights.shape) and data["classToken"] == (which == "tiny_class_checkpoint")
+    assert np.abs(unpack(data["attention"], data["shape"]) - weights).max() <= 0.5 / 65535 + 1e-7
+    assert np.abs(unpack(data["rollout"], weights.shape[-2:]) - analysis.rollout.numpy()).max() <= 0.5 / 65535 + 1e-7
+    assert "Patch **10**" in status
+    assert len(distance_plot.data) == 2  # the distance chart: one trace per head
+    assert locality_note.startswith("**Measured on this photo:**")  # whether the heads are local, from their distances
     assert ("no class token" in class_note) == (which == "tiny_checkpoint")
     assert class_map["visible"] == (which == "tiny_class_checkpoint")  # no empty box without a class token
 
     on_click = handler(demo, "on_click")
     clicked = on_click(key, 2, "key", "global", gr.SelectData(None, {"index": [383, 0], "value": None}))
-    point = clicked[0]  # the selected point, shared by every tab: the top-right corner
+    point, status = clicked  # the browser has drawn the maps: the server keeps the point and says where it is
     assert point == pytest.approx((383 / 384, 0)) and patch_at(point, (4, 4)) == 3  # top-right patch of the 4x4 grid
-    assert "Patch **3**" in clicked[2]
-    assert not any(isinstance(value, dict) for value in clicked)  # plain values: no gr.update, no config rebuild
+    assert "Patch **3**" in status and "layer 2 of 2" in status and "what attends to it" in status
+
+    on_control = handler(demo, "on_control")
+    status, class_note = on_control(key, point, 2, "query", "global")
+    assert "Patch **3**" in status and "what it attends to" in status
 
     empty = drawn(refresh, None, *[c.value for c in refresh.inputs])
-    assert empty[1] == text("shell.no_photo")
+    assert empty[0] is None and empty[1] == text("shell.no_photo")
+
+
+def test_attention_data_is_the_weights_at_two_bytes_each_and_one_jpeg():
+    """Sent once per photo: for the shipped model (64 tokens, 6 layers × 6 heads) 0.4 MB of JSON."""
+    model = load_model(Path(__file__).resolve().parents[1] / "checkpoints" / "default")
+    smooth = np.linspace(0, 255, 300 * 400 * 3).reshape(300, 400, 3).astype(np.uint8)  # a photo, not noise
+    analysis = analyse(model, smooth)
+    data = attention_browser.attention_maps_data(analysis, 0, 1, "query", "local")
+    tokens = analysis.grid[0] * analysis.grid[1]
+    weights = (len(analysis.trace.attentions) * model.cfg.num_heads + 1) * tokens**2  # every layer's, the rollout
+    assert weights * 2 * 4 / 3 < len(json.dumps(data)) < weights * 2 * 4 / 3 + 30_000 < 450_000
 
 
 def test_click_before_a_photo_says_so(tiny_checkpoint):
@@ -355,7 +387,7 @@ def test_the_png_button_saves_the_pictures_on_screen(tiny_checkpoint):
     assert handler(demo, "on_save")(None, 3, 2, "query", "local") is not None  # a warning, not a crash
     out = drawn(refresh, AnalysisKey(ctx.photos.put(_photo()[::-1].copy()), str(tiny_checkpoint), None),
                      *[c.value for c in refresh.inputs])
-    assert out[7]["visible"] is False  # no stale PNG list next to a new photo
+    assert out[4]["visible"] is False  # no stale PNG list next to a new photo
 
 
 def test_a_shared_png_is_written_once_per_content(tmp_path):

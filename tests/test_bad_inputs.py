@@ -329,10 +329,10 @@ def test_malformed_controls_of_the_attention_tab_get_one_line(app, write):
                                 "Direction must be one of query, key")
         refused_in_one_line(lambda: handler_(key, None, 1, "query", 3), "Colour scale must be one of local, global")
     for layer, shown in ((-5, 1), (0, 1), (1.4, 1), (10**6, depth), (1e300, depth)):
-        status = handlers["on_control"](key, None, layer, "key", "global")[1]
+        status = handlers["on_control"](key, None, layer, "key", "global")[0]
         assert f"layer {shown} of {depth}" in status, (layer, status)
         assert handlers["refresh"](key, None, layer, "key", "global")[-3]["value"] == shown  # the slider, put right
-    assert "Patch **5**" in handlers["on_control"](key, patch_centre(5, (4, 4)), 2, "query", "local")[1]  # still works
+    assert "Patch **5**" in handlers["on_control"](key, patch_centre(5, (4, 4)), 2, "query", "local")[0]  # still works
 
 
 def test_malformed_controls_of_the_position_tab_get_one_line(app, write):

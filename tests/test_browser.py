@@ -6,6 +6,8 @@ The app runs a 64 px 'tiny' checkpoint trained here in a few seconds, with an em
 folder, so the test never depends on the checkpoints shipped in the repository.
 """
 
+import base64
+import io
 import re
 import time
 from pathlib import Path
@@ -16,6 +18,10 @@ from PIL import Image, ImageDraw
 
 from browser import ARTIFACTS, browser_page, click_at, screenshot
 from vitviz import train
+from vitviz.app.inference import analyse
+from vitviz.training.checkpoint import load_model
+from vitviz.views.attention import attention_pictures
+from vitviz.views.pictures import OUTLINE
 from vitviz.app.serve import running_app
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -55,6 +61,14 @@ def make_photo(path: Path) -> Path:
 def img_src(page, elem_id: str) -> str | None:
     """The `src` of the picture inside the component with this elem_id (None when it shows none)."""
     return page.evaluate("id => document.querySelector(`#${id} img`)?.getAttribute('src') ?? null", elem_id)
+
+
+def shown_picture(page, elem_id: str) -> np.ndarray:
+    """The RGB pixels of the picture the component shows (a data URL drawn by the page)."""
+    src = img_src(page, elem_id)
+    assert src and src.startswith("data:image/png;base64,"), (elem_id, src and src[:40])
+    with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as picture:
+        return np.asarray(picture.convert("RGB"))
 
 
 def wait_for_new_picture(page, elem_id: str, old: str | None, aspect: float | None = None) -> str:
@@ -137,8 +151,18 @@ def test_explorer_in_a_browser(browser_run, tmp_path):
         expect(status).to_contain_text("layer 2 of 2")
         screenshot(page, "browser-08-attention-global")
 
-        # 5. The click views are sent as JPEG (fast); the PNG button writes the pictures on screen
-        # as PNG files, and the per-head one downloads from the file list.
+        # The browser drew these pictures itself (attention_maps.js), at the sizes of the server's
+        # pictures of the same view (how they compare pixel by pixel: test_browser_attention_maps.py).
+        analysis = analyse(load_model(browser_run), np.asarray(Image.open(photo).convert("RGB")))
+        server = attention_pictures(analysis, 46, 2, "key", "global")
+        for elem_id, name in (("attention-photo", "photo"), ("attention-heads", "heads"),
+                              ("attention-overview", "overview"), ("attention-rollout", "rollout")):
+            assert shown_picture(page, elem_id).shape == getattr(server, name).shape, elem_id
+        outlined = np.all(server.photo == OUTLINE, axis=-1)  # the clicked patch's outline, in the same place
+        assert np.abs(shown_picture(page, "attention-photo")[outlined].astype(int) - OUTLINE).max() <= 2
+
+        # 5. The PNG button writes the pictures on screen as PNG files, drawn again on the server,
+        # and the per-head one downloads from the file list.
         page.locator("#attention-save").click()
         files = page.locator("#attention-png")
         heads_row = files.get_by_role("row", name=re.compile(r"-(local|global)-heads\.png"))

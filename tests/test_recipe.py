@@ -15,7 +15,7 @@ from vitviz.model.vit import SegmentationViT, ViTConfig
 from vitviz.training import checkpoint as ckpt
 from vitviz.training.checkpoint import read_weights
 from vitviz.training.data import IGNORE, PetDataset
-from vitviz.training.losses import LOSSES, soft_dice
+from vitviz.training.losses import LOSSES, lovasz_softmax, soft_dice
 from vitviz.training.predict import mask_probabilities, rescaled
 from vitviz.training.pseudo_labels import read_pseudo_labels
 from vitviz.training.resident import ResidentSet, paste_small
@@ -40,7 +40,26 @@ def test_dice_is_zero_for_a_perfect_answer_and_skips_unlabeled_pixels():
     assert soft_dice(perfect, masks).item() == pytest.approx(0, abs=1e-3)
     wrong = perfect.roll(1, dims=1)
     assert soft_dice(wrong, masks).item() > 0.5
-    assert set(LOSSES) == {"ce", "ce_dice"}
+    assert set(LOSSES) == {"ce", "ce_dice", "ce_lovasz"}
+
+
+def test_lovasz_on_hard_answers_is_one_minus_the_batchs_miou():
+    """The Lovász extension equals the Jaccard loss at the vertices: for one-hot answers, 1 − mean IoU
+    over the classes present in the labeled pixels; unlabeled pixels do not count."""
+    generator = torch.Generator().manual_seed(0)
+    masks = torch.randint(0, 3, (2, 16, 16), generator=generator)
+    masks[0, :4] = IGNORE
+    answers = torch.randint(0, 3, (2, 16, 16), generator=generator)
+    logits = torch.nn.functional.one_hot(answers, 3).permute(0, 3, 1, 2).float() * 100
+    labeled = masks != IGNORE
+    ious = [((masks == c) & (answers == c) & labeled).sum() / (((masks == c) | (answers == c)) & labeled).sum()
+            for c in range(3)]
+    assert lovasz_softmax(logits, masks).item() == pytest.approx(1 - torch.stack(ious).mean().item(), abs=1e-5)
+    perfect = torch.nn.functional.one_hot(masks.clamp(min=0), 3).permute(0, 3, 1, 2).float() * 100
+    assert lovasz_softmax(perfect, masks).item() == pytest.approx(0, abs=1e-5)
+    soft = torch.randn(2, 3, 16, 16, requires_grad=True)
+    lovasz_softmax(soft, masks).backward()
+    assert soft.grad.abs().sum() > 0  # a gradient to train with
 
 
 def test_pasted_photos_bring_their_own_mask_and_leave_the_rest_alone():

@@ -27,7 +27,7 @@ class TrainConfig:
     use_unlabeled: bool = False  # also train on photos without trimaps (class loss only)
     class_labels: str = "breed"  # what a class-token head predicts: "breed" | "species"
     class_loss_weight: float = 0.5
-    loss: str = "ce"  # "ce" | "ce_dice" (vitviz.training.losses)
+    loss: str = "ce"  # "ce" | "ce_dice" | "ce_lovasz" (vitviz.training.losses)
     paste: float = 0.0  # share of each batch with another photo pasted in small (vitviz.resident.paste_small)
     pseudo_labels: str = ""  # masks for the unlabeled trainval photos, from `python -m vitviz.pseudo` (trains on the device set)
     init_from: str = ""  # start from these weights (a checkpoint or run folder), e.g. the teacher's

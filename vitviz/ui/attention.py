@@ -1,11 +1,14 @@
 """Attention tab: click a patch of the photo and see what every head does with it (brief §2, §5).
 
 All views read the attention weights of the cached forward pass (`ctx.analysis_for(key)`); a
-click or a slider never runs the model. The clicked place is the shell's selected point
+click or a slider never runs the model. The per-click pictures are drawn by the browser
+(`attention_maps.js`) from the weights sent once per photo (`vitviz.views.attention_browser`): a
+click costs the server only its status line. The clicked place is the shell's selected point
 (`ctx.point`), shared by every tab: it survives a change of tab, epoch or checkpoint, so you can
 watch one spot's attention over training.
 """
 
+from pathlib import Path
 from typing import Any, get_args
 
 import gradio as gr
@@ -15,11 +18,27 @@ from vitviz.app.i18n import DEFAULT, text
 from vitviz.app.inference import Analysis
 from vitviz.ui.context import AnalysisKey, Context, localized_choices
 from vitviz.ui.lazy import Refresh
-from vitviz.ui.widgets import (HIDE_SAVED, LATEX, about, clicked_point, figure, load_analysis, one_of, patch_at,
-                               saved_files, show_saved, whole_number)
+from vitviz.ui.widgets import (HIDE_SAVED, LATEX, about, clicked_point, load_analysis, one_of, patch_at, saved_files,
+                               show_saved, whole_number)
 from vitviz.views.attention import (PHOTO_SIDE, Direction, Scale, attention_pictures, distance_figure, locality,
                                     mean_attention_distance, uniform_attention_distance)
+from vitviz.views.attention_browser import attention_maps_data
 from vitviz.views.pictures import CLICKABLE_SIDE
+
+# Every picture's component loads the script; the page runs it once (Gradio adds a <head> script once).
+MAPS_SCRIPT = f"<script>{Path(__file__).with_name('attention_maps.js').read_text()}</script>"
+FULL_SCREEN_ICON = ('<svg viewBox="0 0 24 24" width="16" height="16" fill="none" stroke="currentColor" '
+                    'stroke-width="2"><path d="M4 9V4h5M15 4h5v5M20 15v5h-5M9 20H4v-5"/></svg>')
+
+
+def drawn_by_browser(ctx: Context, label: str, role: str, elem_id: str, value: Any = None) -> gr.HTML:
+    """One picture of the tab, drawn by `attention_maps.js` as `role` into an <img> (so it can be
+    enlarged to the full screen, saved or copied like any picture). The clickable photo ("click")
+    carries the data of the photo on screen as its value."""
+    button = "" if role == "click" else f'<button class="attention-full" aria-label="Full screen" title="Full screen">{FULL_SCREEN_ICON}</button>'
+    return ctx.localized(gr.HTML, {"label": label}, value=value, elem_id=elem_id, role=role, head=MAPS_SCRIPT,
+                         html_template=f'<div class="attention-picture"><img>{button}</div>',
+                         js_on_load="window.vitvizAttention.mount(element, props, trigger, watch)")
 
 def build(ctx: Context) -> Refresh:
     if ctx.analysis is None:
@@ -29,7 +48,7 @@ def build(ctx: Context) -> Refresh:
         ctx.localized(gr.Markdown, {"value": "attention.formulas"}, latex_delimiters=LATEX)
     with gr.Row():
         with gr.Column(scale=1, min_width=CLICKABLE_SIDE + 32):  # the photo at least 384 px on screen
-            photo = ctx.localized(figure, {"label": "attention.photo"}, elem_id="attention-photo", fast=True)
+            photo = drawn_by_browser(ctx, "attention.photo", "click", "attention-photo")
             status = gr.Markdown(text("shell.no_photo"), elem_id="attention-status")
             direction = ctx.localized(gr.Radio, {"label": "attention.direction", "choices": localized_choices(
                 ("attention.query", "query"), ("attention.key", "key"))}, value="query", elem_id="attention-direction")
@@ -41,32 +60,26 @@ def build(ctx: Context) -> Refresh:
                                  elem_id="attention-save")
             saved = saved_files(ctx, elem_id="attention-png")
         with gr.Column(scale=2):  # the maps first, beside the photo; what they mean underneath
-            heads = ctx.localized(figure, {"label": "attention.heads"}, elem_id="attention-heads", fast=True)
+            drawn_by_browser(ctx, "attention.heads", "heads", "attention-heads")
             ctx.localized(gr.Markdown, {"value": "attention.heads_text"})
     ctx.localized(gr.Markdown, {"value": "attention.overview_text"})
     locality_note = gr.Markdown(elem_id="attention-locality")  # measured on this photo, not a general claim
-    overview = ctx.localized(figure, {"label": "attention.overview"}, fast=True)
+    drawn_by_browser(ctx, "attention.overview", "overview", "attention-overview")
     with gr.Row():
         with gr.Column():
             ctx.localized(gr.Markdown, {"value": "attention.rollout_text"})
-            rollout = ctx.localized(figure, {"label": "attention.rollout"}, fast=True)
+            drawn_by_browser(ctx, "attention.rollout", "rollout", "attention-rollout")
         with gr.Column():
             ctx.localized(gr.Markdown, {"value": "attention.class_text"})
             class_note = gr.Markdown()
-            class_map = ctx.localized(figure, {"label": "attention.class_map"}, fast=True)
+            class_map = drawn_by_browser(ctx, "attention.class_map", "classToken", "attention-class-token")
     ctx.localized(gr.Markdown, {"value": "attention.distance_text"})
     distance_plot = ctx.localized(gr.Plot, {"label": "attention.distance"}, show_label=False)
-
-    # The outputs of every click, by the names `patch_views` gives their values.
-    patch_outputs = dict(photo=photo, status=status, heads=heads, overview=overview, rollout=rollout,
-                         class_note=class_note, class_map=class_map)
     controls = [layer, direction, scale]
-
-    def shown(views: dict[str, Any]) -> dict:
-        return {patch_outputs[name]: value for name, value in views.items()}
 
     def on_click(key: AnalysisKey | None, layer_: int, direction_: str, scale_: str, evt: gr.SelectData,
                  lang: str = DEFAULT):
+        """The browser has drawn the clicked patch's maps already: keep the point, say where it is."""
         analysis = load_analysis(ctx, key, lang=lang)
         if analysis is None:
             return gr.skip()
@@ -74,30 +87,34 @@ def build(ctx: Context) -> Refresh:
         point = clicked_point(evt.index, analysis.clickable_size(PHOTO_SIDE), lang)
         if point is None:
             return gr.skip()
-        return {ctx.point: point, **shown(patch_views(analysis, patch_at(point, analysis.grid), *checked, lang))}
+        return {ctx.point: point, status: status_text(analysis, patch_at(point, analysis.grid), *checked[:2], lang)}
 
     def on_control(key: AnalysisKey | None, point: Any, layer_: int, direction_: str, scale_: str,
                    lang: str = DEFAULT):
+        """The browser redraws the maps (`controls` below); the texts that quote the layer follow here."""
         analysis = load_analysis(ctx, key, warn=False, lang=lang)
         if analysis is None:
             return gr.skip()
-        return shown(patch_views(analysis, patch_at(point, analysis.grid),
-                                 *checked_controls(analysis, layer_, direction_, scale_, lang), lang))
+        layer_, direction_, _ = checked_controls(analysis, layer_, direction_, scale_, lang)
+        return {status: status_text(analysis, patch_at(point, analysis.grid), layer_, direction_, lang),
+                class_note: class_note_text(analysis, layer_, lang)}
 
     def refresh(key: AnalysisKey | None, point: Any, layer_: int, direction_: str, scale_: str,
                 lang: str = DEFAULT):
         analysis = load_analysis(ctx, key, warn=False, lang=lang)
         if analysis is None:
-            return {**{output: None for output in patch_outputs.values()}, status: text("shell.no_photo", lang),
-                    class_note: "", saved: HIDE_SAVED, distance_plot: None, locality_note: ""}
+            return {photo: None, status: text("shell.no_photo", lang), class_note: "", saved: HIDE_SAVED,
+                    distance_plot: None, locality_note: ""}
         depth = len(analysis.trace.attentions)
         layer_, direction_, scale_ = checked_controls(analysis, layer_, direction_, scale_, lang)
+        patch = patch_at(point, analysis.grid)
         distances = mean_attention_distance(analysis.trace.attentions, analysis.grid, analysis.patch_size,
                                             analysis.has_class_token)
-        views = patch_views(analysis, patch_at(point, analysis.grid), layer_, direction_, scale_, lang)
-        return {**shown(views),
+        return {photo: attention_maps_data(analysis, patch, layer_, direction_, scale_),
+                status: status_text(analysis, patch, layer_, direction_, lang),
+                class_note: class_note_text(analysis, layer_, lang),
                 # A model without a class token has nothing to draw there: hide the box rather than leave it empty.
-                class_map: gr.update(value=views["class_map"], visible=analysis.has_class_token),
+                class_map: gr.update(visible=analysis.has_class_token),
                 saved: HIDE_SAVED,
                 # A Gradio slider needs minimum < maximum, so a one-layer model gets a locked 1…2 slider.
                 layer: gr.update(minimum=1, maximum=max(depth, 2), value=layer_, interactive=depth > 1),
@@ -107,7 +124,8 @@ def build(ctx: Context) -> Refresh:
 
     def on_save(key: AnalysisKey | None, point: Any, layer_: int, direction_: str, scale_: str,
                 lang: str = DEFAULT):
-        """The pictures now on screen, drawn again and written as PNG files (lossless, for slides)."""
+        """The pictures now on screen, drawn again on the server and written as PNG files (lossless,
+        for slides)."""
         analysis = load_analysis(ctx, key, lang=lang)
         if analysis is None:
             return gr.skip()
@@ -117,12 +135,16 @@ def build(ctx: Context) -> Refresh:
         stem = f"attention-patch{clicked}-layer{layer_}-{direction_}-{scale_}"
         return show_saved(save_pngs(pictures.named(stem)))
 
-    photo.select(on_click, [ctx.analysis, *controls, ctx.language], [ctx.point, *patch_outputs.values()])
+    photo.select(on_click, [ctx.analysis, *controls, ctx.language], [ctx.point, status], show_progress="hidden")
     save.click(on_save, [ctx.analysis, ctx.point, *controls, ctx.language], saved)
     for control in controls:
-        control.change(on_control, [ctx.analysis, ctx.point, *controls, ctx.language], list(patch_outputs.values()))
+        # Two listeners: the browser redraws at once, without a round trip; the server writes the texts.
+        control.change(None, controls, None, js="(layer, direction, scale) => "
+                                                "window.vitvizAttention?.controls(layer, direction, scale)")
+        control.change(on_control, [ctx.analysis, ctx.point, *controls, ctx.language], [status, class_note],
+                       show_progress="hidden")
     return Refresh(refresh, [ctx.point, *controls, ctx.language],
-                   [*patch_outputs.values(), saved, layer, distance_plot, locality_note])
+                   [photo, status, class_note, class_map, saved, layer, distance_plot, locality_note])
 
 
 def locality_text(distances, uniform: float, lang: str = DEFAULT) -> str:
@@ -141,23 +163,16 @@ def checked_controls(analysis: Analysis, layer: Any, direction: Any, scale: Any,
             one_of(scale, get_args(Scale), text("attention.scale", lang), lang))
 
 
-def patch_views(analysis: Analysis, patch: int, layer: int, direction: Direction, scale: Scale,
-                lang: str = DEFAULT) -> dict[str, Any]:
-    """Everything that depends on the clicked patch, the layer (1-based, `checked_controls`),
-    direction and colour scale, by the name of the tab's output that shows it; the texts in `lang`."""
-    grid, has_cls, depth = analysis.grid, analysis.has_class_token, len(analysis.trace.attentions)
-    pictures = attention_pictures(analysis, patch, layer, direction, scale)
-    if has_cls:
-        class_note = text("attention.class_note", lang, layer=layer)
-    else:
-        class_note = text("attention.no_class_token", lang)
-
-    rows, cols = grid
+def status_text(analysis: Analysis, patch: int, layer: int, direction: Direction, lang: str = DEFAULT) -> str:
+    """Where the clicked patch is and what the maps beside it read, in `lang`."""
+    (rows, cols), depth = analysis.grid, len(analysis.trace.attentions)
     row, col = divmod(patch, cols)
     reads = text("attention.reads_query" if direction == "query" else "attention.reads_key", lang)
-    status = text("attention.status", lang, patch=patch, row=row + 1, col=col + 1, rows=rows, cols=cols, reads=reads,
-                  layer=layer, depth=depth, uniform=uniform_attention_distance(grid, analysis.patch_size))
-    # Plain values, not gr.update: an update makes Gradio rebuild the component's config. The class
-    # map's box is shown or hidden by `refresh`, which runs for every new photo or checkpoint.
-    return dict(photo=pictures.photo, status=status, heads=pictures.heads, overview=pictures.overview,
-                rollout=pictures.rollout, class_note=class_note, class_map=pictures.class_token)
+    return text("attention.status", lang, patch=patch, row=row + 1, col=col + 1, rows=rows, cols=cols, reads=reads,
+                layer=layer, depth=depth, uniform=uniform_attention_distance(analysis.grid, analysis.patch_size))
+
+
+def class_note_text(analysis: Analysis, layer: int, lang: str = DEFAULT) -> str:
+    if analysis.has_class_token:
+        return text("attention.class_note", lang, layer=layer)
+    return text("attention.no_class_token", lang)
