@@ -17,7 +17,7 @@ from vitviz.training.checkpoint import read_weights
 from vitviz.training.data import IGNORE, PetDataset
 from vitviz.training.losses import LOSSES, lovasz_softmax, soft_dice
 from vitviz.training.predict import mask_probabilities, rescaled
-from vitviz.training.pseudo_labels import read_pseudo_labels
+from vitviz.training.pseudo_labels import pseudo_label, read_pseudo_labels
 from vitviz.training.resident import ResidentSet, paste_small
 from vitviz.training.smallpets import shrink_onto_canvas
 
@@ -93,6 +93,12 @@ def test_pseudo_labels_cover_only_unlabeled_trainval_photos_and_train_a_student(
     unlabeled = {e.name for e in trainval.entries} - {e.name for e in PetDataset(tiny_data, "trainval", 32).entries}
     assert set(labels) == unlabeled and not set(labels) & test_names
     assert all(m.shape == (32, 32) and set(m.unique().tolist()) <= {IGNORE, 0, 1, 2} for m in labels.values())
+
+    # A teacher averaged over photo sizes too (`--scales`): its labels are the argmax of that average.
+    teacher = ckpt.load_model(tiny_checkpoint)
+    names, masks, _ = pseudo_label([teacher], str(tiny_data), 0.0, scales=(0.5, 1.0))
+    images = torch.stack([trainval[[e.name for e in trainval.entries].index(name)][0] for name in names])
+    assert torch.equal(masks.long(), mask_probabilities(teacher, images, flip=True, scales=(0.5, 1.0)).argmax(1))
 
     resident = ResidentSet.load(trainval, torch.device("cpu"))
     filled = resident.with_pseudo_labels([e.name for e in trainval.entries], str(out))

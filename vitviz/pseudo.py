@@ -3,7 +3,8 @@
 Self-training (Noisy Student, ST++): a teacher trained on the 400 labeled photos labels the 3,280
 photos without a trimap (`vitviz.training.pseudo_labels`); a student then learns from both, under
 strong noise (`python -m vitviz.train --init-from TEACHER --pseudo-labels FILE`). The teacher is one
-model or an ensemble (`--teacher` repeated).
+model or an ensemble (`--teacher` repeated), its answers flip-averaged and, with `--scales`, averaged
+over several photo sizes (a teacher stronger than the model alone, as the student's target).
 
     python -m vitviz.pseudo --teacher runs/teacher --data-root ../shared/data --out runs/pseudo.safetensors
 """
@@ -28,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", default=None, help="dataset folder (or $VITVIZ_DATA)")
     parser.add_argument("--out", required=True, help="safetensors file to write")
     parser.add_argument("--threshold", type=float, default=0.7, help="keep pixels whose top probability reaches this")
+    parser.add_argument("--scales", type=float, nargs="+", default=[1.0],
+                        help="also average the teacher's answers over the photos resized by these factors")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     if args.threads:
@@ -35,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     try:
         teachers = [ckpt.load_model(folder, None, torch.device("cpu")) for folder in args.teacher]
-        names, masks, stats = pseudo_label(teachers, args.data_root, args.threshold)
+        names, masks, stats = pseudo_label(teachers, args.data_root, args.threshold, scales=args.scales)
     except (ckpt.CheckpointError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

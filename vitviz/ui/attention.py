@@ -25,20 +25,25 @@ from vitviz.views.attention import (PHOTO_SIDE, Direction, Scale, attention_pict
 from vitviz.views.attention_browser import attention_maps_data
 from vitviz.views.pictures import CLICKABLE_SIDE
 
-# Every picture's component loads the script; the page runs it once (Gradio adds a <head> script once).
+# The clickable photo's component loads the script into the page's <head>; every picture mounts on
+# it once it has run (components mount in no set order).
 MAPS_SCRIPT = f"<script>{Path(__file__).with_name('attention_maps.js').read_text()}</script>"
-FULL_SCREEN_ICON = ('<svg viewBox="0 0 24 24" width="16" height="16" fill="none" stroke="currentColor" '
-                    'stroke-width="2"><path d="M4 9V4h5M15 4h5v5M20 15v5h-5M9 20H4v-5"/></svg>')
+MOUNT = ("(function mount() { window.vitvizAttention ? window.vitvizAttention.mount(element, props, trigger, watch)"
+         " : setTimeout(mount, 20); })()")
+FULL_SCREEN = ('<button class="attention-full" aria-label="Full screen" title="Full screen"><svg viewBox="0 0 24 24" '
+               'width="16" height="16" fill="none" stroke="currentColor" stroke-width="2">'
+               '<path d="M4 9V4h5M15 4h5v5M20 15v5h-5M9 20H4v-5"/></svg></button>')
 
 
-def drawn_by_browser(ctx: Context, label: str, role: str, elem_id: str, value: Any = None) -> gr.HTML:
-    """One picture of the tab, drawn by `attention_maps.js` as `role` into an <img> (so it can be
-    enlarged to the full screen, saved or copied like any picture). The clickable photo ("click")
-    carries the data of the photo on screen as its value."""
-    button = "" if role == "click" else f'<button class="attention-full" aria-label="Full screen" title="Full screen">{FULL_SCREEN_ICON}</button>'
-    return ctx.localized(gr.HTML, {"label": label}, value=value, elem_id=elem_id, role=role, head=MAPS_SCRIPT,
-                         html_template=f'<div class="attention-picture"><img>{button}</div>',
-                         js_on_load="window.vitvizAttention.mount(element, props, trigger, watch)")
+def drawn_by_browser(ctx: Context, label: str, role: str, elem_id: str) -> gr.HTML:
+    """One picture of the tab, drawn by `attention_maps.js` as `role` into an <img>, so that it can be
+    saved or copied like any picture, and enlarged to the full screen by its button. The clickable
+    photo ("click") carries the data of the photo on screen as its value."""
+    clickable = role == "click"
+    return ctx.localized(gr.HTML, {"label": label}, elem_id=elem_id, role=role, head=MAPS_SCRIPT if clickable else None,
+                         html_template=f'<div class="attention-picture"><img>{"" if clickable else FULL_SCREEN}</div>',
+                         js_on_load=MOUNT)
+
 
 def build(ctx: Context) -> Refresh:
     if ctx.analysis is None:
