@@ -1,12 +1,16 @@
 """The Gradio workarounds (`vitviz.app.gradio_fixes`): Gradio keeps one entry per component in a
-session, however often events update it, and forgets a closed page's session after a grace period;
-on another Gradio version no fix is applied."""
+session, however often events update it, forgets a closed page's session after a grace period, and
+replaces a cached picture whole instead of rewriting it under a reader; on another Gradio version no
+fix is applied."""
 
 import asyncio
 import datetime
 import os
+from pathlib import Path
 
 import gradio as gr
+import numpy as np
+from PIL import Image
 from gradio.state_holder import SessionState, StateHolder
 
 from vitviz.app import gradio_fixes
@@ -31,6 +35,25 @@ def test_updates_followed_by_values_do_not_grow_the_session():
     props = session.config_values[note._id]["props"]
     assert props["value"] == "a plain value" and props["visible"] is True  # the update and the value both kept
     assert session[shown._id] == "kept" and session[note._id]._id == note._id
+
+
+def test_a_picture_sent_again_replaces_the_cached_file_instead_of_rewriting_it(tmp_path, monkeypatch):
+    """Two sessions sending the same picture share one file in Gradio's cache; the second must not
+    truncate and rewrite the file the first session's browser may be downloading."""
+    from gradio import image_utils, processing_utils
+
+    monkeypatch.setattr(processing_utils, "save_pil_to_cache", processing_utils.save_pil_to_cache)  # undone after
+    gradio_fixes.replace_cached_pictures_whole()
+    picture = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    first = image_utils.save_image(picture, str(tmp_path), format="png")
+    with open(first, "rb") as reader:  # a download under way
+        second = image_utils.save_image(picture, str(tmp_path), format="png")
+        assert second == first  # the same content, the same path
+        assert os.fstat(reader.fileno()).st_ino != os.stat(second).st_ino  # a new file, renamed over the old one
+        assert len(reader.read()) == os.path.getsize(second)  # the reader still gets the whole old file
+    assert [path.name for path in Path(first).parent.iterdir()] == [Path(first).name]  # no partial file left
+    with Image.open(second) as png:
+        assert np.array_equal(np.asarray(png), picture)
 
 
 def test_a_closed_page_is_forgotten_after_the_grace_period():

@@ -9,8 +9,11 @@ with the load script, then move `MEASURED_ON`.
 
 import datetime
 import os
+import tempfile
+from pathlib import Path
 
 import gradio
+from gradio import processing_utils
 from gradio.blocks import Block
 from gradio.components import State
 from gradio.state_holder import SessionState, StateHolder
@@ -85,7 +88,33 @@ def drop_closed_sessions() -> None:
     StateHolder.delete_all_expired_state = _drop_closed_sessions
 
 
-FIXES = (keep_ids_of_updated_components, thin_out_queue_analytics, drop_closed_sessions)
+def _save_picture_whole(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+    data = processing_utils.encode_pil_to_bytes(img, format)
+    folder = Path(cache_dir) / processing_utils.hash_bytes(data)
+    folder.mkdir(exist_ok=True, parents=True)
+    path = (folder / f"{name}.{format}").resolve()
+    descriptor, partial = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+    os.replace(partial, path)
+    return str(path)
+
+
+def replace_cached_pictures_whole() -> None:
+    """Gradio rewrote a picture in its cache in place while browsers could be reading it.
+
+    A picture a handler returns as an array is encoded and written to Gradio's cache under a path
+    named by its content, so every session that shows the same picture (the first example's, at
+    each page load) gets the same file. Gradio wrote it again in place each time (truncate, then
+    write), and a browser fetching it from another session meanwhile could read an empty file: the
+    load script with a new page per photo (`--reload`, 30 users) saw the server close a download
+    after 0 of its 69,651 bytes. The fix writes a new file beside it and renames it over the old
+    one (replacing `processing_utils.save_pil_to_cache`, through which every picture array goes),
+    so a reader gets the old file or the new one, both whole (`tests/test_gradio_fixes.py`)."""
+    processing_utils.save_pil_to_cache = _save_picture_whole
+
+
+FIXES = (keep_ids_of_updated_components, thin_out_queue_analytics, drop_closed_sessions, replace_cached_pictures_whole)
 
 
 def apply(version: str = gradio.__version__) -> bool:
