@@ -5,10 +5,12 @@ Everything here reads the attention weights of one traced forward pass
 to 1. T is the number of patch tokens N, plus one class token at index 0 when the model has one.
 Nothing assumes a class token or a square grid: the grid is passed in or derived from T.
 
-`attention_pictures` is all the work a click costs on the server: slicing those weights and drawing
-them over the photo (`vitviz.views.pictures`). The photo at each view size and the rollout matrix
-do not depend on the click and are kept on the `Analysis`; the mean attention distance per head is
-the tab's chart (`distance_figure`).
+`attention_pictures` draws one view's pictures: those weights sliced and drawn over the photo
+(`vitviz.views.pictures`). On screen the browser draws the same pictures from the same weights
+(`vitviz.views.attention_browser`), so a click costs the server nothing; the server draws them for
+the PNG files the tab saves. The photo at each view size and the rollout matrix do not depend on
+the click and are kept on the `Analysis`; the mean attention distance per head is the tab's chart
+(`distance_figure`).
 """
 
 from __future__ import annotations  # `Analysis` is named for readers only: inference uses the rollout
