@@ -113,3 +113,45 @@ def test_the_private_gradio_folder_is_removed_when_the_server_is_stopped(tiny_ch
         assert app.process.poll() is None
     assert app.process.returncode is not None
     assert not [p for p in temp.iterdir() if p.name.startswith("vitviz-gradio-")]
+
+
+def test_kept_pngs_are_drawn_once_per_key_and_again_when_removed(tmp_path, monkeypatch):
+    monkeypatch.setattr(downloads, "private_folder", lambda: tmp_path)
+    kept, drawings = downloads.KeptPngs(capacity=2), []
+
+    def draw(tag: str):
+        drawings.append(tag)
+        return {"x": PICTURE}, tag
+
+    first, rest = kept.files("a", lambda: draw("a"))
+    assert rest == "a" and private(first[0]) and np.array_equal(np.asarray(Image.open(first[0])), PICTURE)
+    os.utime(first[0].parent, (0, 0))  # as if drawn long ago
+    assert kept.files("a", lambda: draw("again")) == (first, "a") and drawings == ["a"]
+    assert first[0].parent.stat().st_mtime > 1  # touched: pruning by age leaves it be
+    kept.files("b", lambda: draw("b"))
+    kept.files("c", lambda: draw("c"))  # over capacity: "a", the least recently used, is forgotten
+    kept.files("a", lambda: draw("a"))
+    assert drawings == ["a", "b", "c", "a"]
+    removed = kept.files("a", lambda: draw("never"))[0][0]
+    removed.unlink()  # a temp-folder cleaner
+    assert kept.files("a", lambda: draw("a, drawn again"))[1] == "a, drawn again"
+
+
+def test_the_segment_tab_draws_a_photo_once_for_every_session(tiny_checkpoint, monkeypatch):
+    """Every page opens on the same example: its Segment pictures are drawn once, not once a page."""
+    from vitviz.ui import segment
+
+    calls = []
+    maps = segment.probability_maps
+    monkeypatch.setattr(segment, "probability_maps", lambda *args: calls.append(1) or maps(*args))
+    monkeypatch.setattr(segment, "DRAWN", downloads.KeptPngs())
+    ctx = Context(ModelCache(), PhotoStore(), {})
+    with gr.Blocks():
+        ctx.analysis, ctx.language = gr.State(None), gr.State("en")
+        refresh = segment.build(ctx)
+    key = AnalysisKey(ctx.photos.put(PICTURE), str(tiny_checkpoint), None)
+    english, japanese = drawn(refresh, key, 0.5, False, "en"), drawn(refresh, key, 0.5, False, "ja")
+    assert len(calls) == 1 and english[:2] == japanese[:2]  # the same files, drawn once
+    assert english[2] != japanese[2]  # the texts in each page's language
+    drawn(refresh, key, 0.7, False, "en")
+    assert len(calls) == 2  # another opacity is another picture

@@ -9,7 +9,8 @@ Views redrawn once per photo (the Segment tab) are sent as PNG files written her
 larger. A handler returns their paths; Gradio serves copies from its own cache.
 
 Pictures that many sessions show alike (the position-embedding maps) go through `shared_png`: one
-file per content, encoded once.
+file per content, encoded once. Pictures drawn again for the same inputs (the Segment tab's, for
+the example every page opens on) are kept by `KeptPngs`: drawn and encoded once per key.
 
 Every picture is drawn from a user's photo, so no other local user may read it: the files live in
 `private_folder()`, made once per server start by `tempfile.mkdtemp` (mode 0700) in the system's
@@ -30,9 +31,10 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -112,6 +114,42 @@ def save_pngs(pictures: dict[str, np.ndarray], folder: str | os.PathLike | None 
     batch = new_folder(folder)
     return [write_privately(batch / f"{safe_name(name)}.png", png(picture, compress_level))
             for name, picture in pictures.items()]
+
+
+class KeptPngs:
+    """PNG files drawn once per key and handed out again while they exist.
+
+    `files(key, draw)` calls `draw()` → (pictures by name, anything else drawn with them) the first
+    time, writes the pictures with `save_pngs` and keeps their paths and the rest; later calls with
+    the same key return them, touching their folder so that pruning (oldest first) leaves it be.
+    Files removed meanwhile (a temp-folder cleaner) are drawn again. The `capacity` most recently
+    used keys are kept, and each call for a key waits for the drawing already under way for it, so a
+    classroom opening the app at once draws the first example's pictures once."""
+
+    def __init__(self, capacity: int = 64, compress_level: int = FAST):
+        self._kept: OrderedDict[Hashable, tuple[list[Path], Any]] = OrderedDict()
+        self._capacity, self._compress_level = capacity, compress_level
+        self._lock = threading.Lock()
+        self._drawing: dict[Hashable, threading.Lock] = {}
+
+    def files(self, key: Hashable, draw: Callable[[], tuple[dict[str, np.ndarray], Any]]) -> tuple[list[Path], Any]:
+        with self._lock:
+            drawing = self._drawing.setdefault(key, threading.Lock())
+        with drawing:
+            with self._lock:
+                kept = self._kept.get(key)
+            if kept is not None and all(path.is_file() for path in kept[0]):
+                os.utime(kept[0][0].parent)
+            else:
+                pictures, rest = draw()
+                kept = save_pngs(pictures, compress_level=self._compress_level), rest
+            with self._lock:
+                self._kept[key] = kept
+                self._kept.move_to_end(key)
+                while len(self._kept) > self._capacity:
+                    self._kept.popitem(last=False)
+                self._drawing.pop(key, None)
+        return kept
 
 
 def shared_png(name: str, picture: np.ndarray, folder: str | os.PathLike | None = None) -> Path:

@@ -7,12 +7,10 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
-import torch
 
-from vitviz.app.downloads import FAST, save_pngs
+from vitviz.app.downloads import FAST, KeptPngs, save_pngs
 from vitviz.app.i18n import DEFAULT, class_name, class_values, text
 from vitviz.training.data import CLASS_NAMES
-from vitviz.app.inference import Analysis
 from vitviz.ui.context import AnalysisKey, Context
 from vitviz.ui.lazy import Refresh
 from vitviz.ui.widgets import flag, load_analysis, number
@@ -20,6 +18,7 @@ from vitviz.views.pictures import fit_photo
 from vitviz.views.segment import (UNSURE_BELOW, class_mask, class_shares, expectations, legend_html, overlay_mask,
                                   probability_maps, top_guesses, unsure_pixels)
 
+DRAWN = KeptPngs()  # the tab's pictures by (analysis key, opacity, unsure marking), shared by all sessions
 PICTURE_HEIGHT = 400  # px: the photo and its mask side by side fit the first screen of a 1280×720 projector
 
 
@@ -59,18 +58,14 @@ def build(ctx: Context) -> Refresh:
     guess = ctx.localized(gr.Label, {"label": "segment.guess"}, num_top_classes=5, visible=False)
     guess_note = gr.Markdown()
 
-    def overlay_picture(analysis: Analysis, probs: torch.Tensor, alpha: float, show_unsure: bool) -> np.ndarray:
-        """The mask over the photo; `probs` are the analysis's at the photo's size (resampled once)."""
-        marked = unsure_pixels(probs) if show_unsure else None
-        return overlay_mask(analysis.photo, class_mask(probs), alpha, len(probs), marked)
-
     def draw_overlay(key: AnalysisKey | None, alpha: Any, show_unsure: Any, lang: str = DEFAULT):
         analysis = load_analysis(ctx, key, warn=False, lang=lang)
         if analysis is None:
             return None
         alpha = number(alpha, text("segment.opacity", lang), lang)
-        picture = overlay_picture(analysis, analysis.probs_at_photo_size(), alpha,
-                                  flag(show_unsure, text("segment.show_unsure", lang), lang))
+        probs = analysis.probs_at_photo_size()
+        marked = unsure_pixels(probs) if flag(show_unsure, text("segment.show_unsure", lang), lang) else None
+        picture = overlay_mask(analysis.photo, class_mask(probs), alpha, len(probs), marked)
         return str(save_pngs({"segment-mask": picture}, compress_level=FAST)[0])
 
     def refresh(key: AnalysisKey | None, alpha: Any, show_unsure: Any, lang: str = DEFAULT):
@@ -80,18 +75,25 @@ def build(ctx: Context) -> Refresh:
                     **dict.fromkeys(maps), guess: gr.update(visible=False), guess_note: ""}
         alpha = number(alpha, text("segment.opacity", lang), lang)
         show_unsure = flag(show_unsure, text("segment.show_unsure", lang), lang)
-        probs = analysis.probs_at_photo_size()
-        mask = class_mask(probs)
-        h, w = mask.shape
-        share_text = class_values(class_shares(mask, analysis.probs.shape[0]), lang, ".0%")
-        unsure_share = float(unsure_pixels(analysis.probs).mean())  # at the model's size, where it predicts
-        pictures = {"segment-photo": fit_photo(analysis.photo, 1024),
-                    "segment-mask": overlay_picture(analysis, probs, alpha, show_unsure),
-                    **{f"segment-probability-{name}": picture
-                       for name, picture in probability_maps(analysis.probs, analysis.photo.shape).items()}}
-        # PNG files written quickly (downloads.FAST), not arrays that Gradio would encode more slowly.
-        photo_file, mask_file, *prob_files = (str(path) for path in save_pngs(pictures, compress_level=FAST))
+
+        def draw() -> tuple[dict[str, np.ndarray], dict[str, float]]:
+            probs = analysis.probs_at_photo_size()
+            mask = class_mask(probs)
+            pictures = {"segment-photo": fit_photo(analysis.photo, 1024),
+                        "segment-mask": overlay_mask(analysis.photo, mask, alpha, len(probs),
+                                                     unsure_pixels(probs) if show_unsure else None),
+                        **{f"segment-probability-{name}": picture
+                           for name, picture in probability_maps(analysis.probs, analysis.photo.shape).items()}}
+            return pictures, class_shares(mask, len(probs))
+
+        # PNG files written quickly (downloads.FAST), not arrays that Gradio would encode more slowly,
+        # and drawn once for the same photo and settings: every page opens on the same example.
+        files, shares_ = DRAWN.files((key, alpha, show_unsure), draw)
+        photo_file, mask_file, *prob_files = map(str, files)
         prob_files += [None] * (len(maps) - len(prob_files))  # a model with fewer classes leaves slots empty
+        h, w = analysis.photo.shape[:2]
+        share_text = class_values(shares_, lang, ".0%")
+        unsure_share = float(unsure_pixels(analysis.probs).mean())  # at the model's size, where it predicts
         if analysis.class_probs is None:
             guess_update, note = gr.update(visible=False), text("segment.no_class_head", lang)
         else:
