@@ -126,3 +126,12 @@ def test_metrics_come_from_the_finished_summary_when_there_is_no_jsonl(tmp_path)
     assert "70.0%" in metrics_text("epoch 2", metrics[2]) and "pet 0.60" in metrics_text("epoch 2", metrics[2])
     assert "no metrics" in metrics_text("epoch 3", metrics.get(3))
     assert read_metrics(tmp_path / "missing") == {}
+
+
+def test_the_mask_at_photo_size_is_computed_once_and_counted(tiny_checkpoint, cache):
+    """The Segment tab and the tour both read it, for every session showing the photo."""
+    analysis = cache.analysis(np.random.default_rng(2).integers(0, 256, (30, 50, 3), dtype=np.uint8),
+                              str(tiny_checkpoint))
+    before = analysis.nbytes
+    mask = analysis.mask_at_photo_size()
+    assert analysis.mask_at_photo_size() is mask and analysis.nbytes == before + mask.nbytes

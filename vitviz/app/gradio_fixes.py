@@ -9,7 +9,6 @@ with the load script, then move `MEASURED_ON`.
 
 import datetime
 import os
-import tempfile
 from pathlib import Path
 
 import gradio
@@ -17,6 +16,8 @@ from gradio import processing_utils
 from gradio.blocks import Block
 from gradio.components import State
 from gradio.state_holder import SessionState, StateHolder
+
+from vitviz.app.downloads import write_privately
 
 MEASURED_ON = "6.31"  # major.minor of the Gradio these fixes were measured on
 
@@ -92,12 +93,7 @@ def _save_picture_whole(img, cache_dir: str, name: str = "image", format: str = 
     data = processing_utils.encode_pil_to_bytes(img, format)
     folder = Path(cache_dir) / processing_utils.hash_bytes(data)
     folder.mkdir(exist_ok=True, parents=True)
-    path = (folder / f"{name}.{format}").resolve()
-    descriptor, partial = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(data)
-    os.replace(partial, path)
-    return str(path)
+    return str(write_privately((folder / f"{name}.{format}").resolve(), lambda file: file.write(data)))
 
 
 def replace_cached_pictures_whole() -> None:

@@ -35,6 +35,7 @@ class Analysis:
     patch_size: int
     has_class_token: bool
     _fitted: dict[tuple[int, bool, int], np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    _mask: np.ndarray | None = field(default=None, repr=False, compare=False)  # `mask_at_photo_size`, once
 
     @property
     def image_size(self) -> int:
@@ -69,8 +70,8 @@ class Analysis:
         floats), the photo and its fitted copies. 2.4 MB for the default model on a 128 px photo
         (0.6 MB of it attention: 64 tokens), 22 MB for the article's (mostly attention)."""
         tensors = [self.image, self.probs, *(stage.tensor for stage in self.trace.stages), *self.trace.attentions]
-        return (self.photo.nbytes + sum(fitted.nbytes for fitted in self._fitted.values()) +
-                sum(t.numel() * t.element_size() for t in tensors))
+        kept = [*self._fitted.values(), *([] if self._mask is None else [self._mask])]
+        return self.photo.nbytes + sum(a.nbytes for a in kept) + sum(t.numel() * t.element_size() for t in tensors)
 
     @cached_property
     def rollout(self) -> torch.Tensor:
@@ -82,8 +83,11 @@ class Analysis:
         return resampled(self.probs, self.photo.shape[:2])
 
     def mask_at_photo_size(self) -> np.ndarray:
-        """(H0, W0) class index per pixel of the original photo."""
-        return class_mask(self.probs_at_photo_size())
+        """(H0, W0) class index per pixel of the original photo; kept: the Segment tab and the tour
+        both read it, for every session that shows this photo."""
+        if self._mask is None:
+            self._mask = class_mask(self.probs_at_photo_size())
+        return self._mask
 
 
 def photo_to_input(photo: np.ndarray, size: int) -> torch.Tensor:

@@ -88,11 +88,12 @@ def build(ctx: Context) -> Refresh:
         analysis = load_analysis(ctx, key, lang=lang)
         if analysis is None:
             return gr.skip()
-        checked = checked_controls(analysis, layer_, direction_, scale_, lang)
+        layer_, direction_, _ = checked_controls(analysis, layer_, direction_, scale_, lang)
         point = clicked_point(evt.index, analysis.clickable_size(PHOTO_SIDE), lang)
         if point is None:
             return gr.skip()
-        return {ctx.point: point, status: status_text(analysis, patch_at(point, analysis.grid), *checked[:2], lang)}
+        patch = patch_at(point, analysis.grid)
+        return {ctx.point: point, status: status_text(analysis, patch, layer_, direction_, lang)}
 
     def on_control(key: AnalysisKey | None, point: Any, layer_: int, direction_: str, scale_: str,
                    lang: str = DEFAULT):

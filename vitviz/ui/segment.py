@@ -10,12 +10,13 @@ import numpy as np
 
 from vitviz.app.downloads import FAST, KeptPngs, save_pngs
 from vitviz.app.i18n import DEFAULT, class_name, class_values, text
+from vitviz.app.inference import Analysis
 from vitviz.training.data import CLASS_NAMES
 from vitviz.ui.context import AnalysisKey, Context
 from vitviz.ui.lazy import Refresh
 from vitviz.ui.widgets import flag, load_analysis, number
 from vitviz.views.pictures import fit_photo
-from vitviz.views.segment import (UNSURE_BELOW, class_mask, class_shares, expectations, legend_html, overlay_mask,
+from vitviz.views.segment import (UNSURE_BELOW, class_shares, expectations, legend_html, overlay_mask,
                                   probability_maps, top_guesses, unsure_pixels)
 
 DRAWN = KeptPngs()  # the tab's pictures by (analysis key, opacity, unsure marking), shared by all sessions
@@ -62,10 +63,8 @@ def build(ctx: Context) -> Refresh:
         analysis = load_analysis(ctx, key, warn=False, lang=lang)
         if analysis is None:
             return None
-        alpha = number(alpha, text("segment.opacity", lang), lang)
-        probs = analysis.probs_at_photo_size()
-        marked = unsure_pixels(probs) if flag(show_unsure, text("segment.show_unsure", lang), lang) else None
-        picture = overlay_mask(analysis.photo, class_mask(probs), alpha, len(probs), marked)
+        picture = overlay_picture(analysis, number(alpha, text("segment.opacity", lang), lang),
+                                  flag(show_unsure, text("segment.show_unsure", lang), lang))
         return str(save_pngs({"segment-mask": picture}, compress_level=FAST)[0])
 
     def refresh(key: AnalysisKey | None, alpha: Any, show_unsure: Any, lang: str = DEFAULT):
@@ -77,14 +76,11 @@ def build(ctx: Context) -> Refresh:
         show_unsure = flag(show_unsure, text("segment.show_unsure", lang), lang)
 
         def draw() -> tuple[dict[str, np.ndarray], dict[str, float]]:
-            probs = analysis.probs_at_photo_size()
-            mask = class_mask(probs)
             pictures = {"segment-photo": fit_photo(analysis.photo, 1024),
-                        "segment-mask": overlay_mask(analysis.photo, mask, alpha, len(probs),
-                                                     unsure_pixels(probs) if show_unsure else None),
+                        "segment-mask": overlay_picture(analysis, alpha, show_unsure),
                         **{f"segment-probability-{name}": picture
                            for name, picture in probability_maps(analysis.probs, analysis.photo.shape).items()}}
-            return pictures, class_shares(mask, len(probs))
+            return pictures, class_shares(analysis.mask_at_photo_size(), len(analysis.probs))
 
         # PNG files written quickly (downloads.FAST), not arrays that Gradio would encode more slowly,
         # and drawn once for the same photo and settings: every page opens on the same example.
@@ -109,6 +105,12 @@ def build(ctx: Context) -> Refresh:
         control.change(draw_overlay, [ctx.analysis, opacity, unsure, ctx.language], overlay)
     return Refresh(refresh, [opacity, unsure, ctx.language],
                    [photo, overlay, shares, expect, *maps, guess, guess_note])
+
+
+def overlay_picture(analysis: Analysis, alpha: float, show_unsure: bool) -> np.ndarray:
+    """The mask over the photo at the photo's size, the unsure pixels marked if asked."""
+    marked = unsure_pixels(analysis.probs_at_photo_size()) if show_unsure else None
+    return overlay_mask(analysis.photo, analysis.mask_at_photo_size(), alpha, len(analysis.probs), marked)
 
 
 def expectation_text(folder: str, lang: str) -> str:
