@@ -6,7 +6,8 @@ image ─ BatchNorm ─ patches ─ patch embedding ─ + position ─ L × [pre
 Options are arguments of `ViTConfig`, not forks of the code: the tokenizer (linear, conv or a conv
 stem, `PATCH_EMBEDS`), the position embedding (learned, sin1d, sin2d, none: `posembed.KINDS`), an
 optional class token with a classification head, and the segmentation head (`HEADS`: linear, MLP,
-or a U-Net-style decoder fed by the conv stem). The patch grid is always derived from the input,
+or a U-Net-style decoder fed by the conv stem, whose `skip_full` kind ends at full resolution with
+the photo itself as its finest map). The patch grid is always derived from the input,
 so a model trained at 128 px runs at 192 or 256 px too. A `KnockOut` switches parts off for one
 pass (`vitviz.model.knockout`).
 """
@@ -43,6 +44,7 @@ class ViTConfig:
     class_token: bool = False
     num_classes: int = 0  # > 0 adds a classification head on the class token
     head: str = "linear"  # segmentation head of `HEADS`: "linear" (reference) | "mlp" | "skip" (U-Net decoder)
+    # | "skip_full" (the same, with a last step at full resolution that reads the photo)
 
     def __post_init__(self):
         if self.patch_embed not in PATCH_EMBEDS:
@@ -135,12 +137,14 @@ def _decode_with_skips(head: SkipDecoder, tokens: torch.Tensor, grid: tuple[int,
 class HeadKind:
     """One kind of segmentation head (`ViTConfig.head`): how to build it and how it turns the
     patch tokens into mask logits. A head that `uses_stem_features` upsamples with the conv
-    stem's feature maps, so it needs a conv-stem tokenizer."""
+    stem's feature maps, so it needs a conv-stem tokenizer; one that also `reads_photo` gets the
+    (normalised) photo as its finest map, so its last step works at full resolution."""
 
     build: Callable[["ViTConfig", nn.Module], nn.Module]  # (config, patch embedding) → the head
-    # (head, tokens (B, N, D), grid, stem feature maps, image size, trace) → logits (B, C, H, W)
+    # (head, tokens (B, N, D), grid, feature maps (finest first), image size, trace) → logits (B, C, H, W)
     decode: Callable[..., torch.Tensor] = _decode_per_patch
     uses_stem_features: bool = False
+    reads_photo: bool = False
 
 
 def _patch_logits(cfg: "ViTConfig") -> int:
@@ -153,6 +157,9 @@ HEADS: dict[str, HeadKind] = {
                                                  nn.Linear(cfg.embed_dim, _patch_logits(cfg)))),
     "skip": HeadKind(lambda cfg, embed: SkipDecoder(cfg.embed_dim, embed.widths[:-1], cfg.out_channels),
                      _decode_with_skips, uses_stem_features=True),
+    "skip_full": HeadKind(lambda cfg, embed: SkipDecoder(cfg.embed_dim, [cfg.in_channels, *embed.widths[:-1]],
+                                                         cfg.out_channels),
+                          _decode_with_skips, uses_stem_features=True, reads_photo=True),
 }
 
 
@@ -188,11 +195,13 @@ class SegmentationViT(nn.Module):
         note = trace.add if trace is not None else _ignore
         grid = grid_size(images.shape[-2:], self.cfg.patch_size)
 
-        x = self.input_norm(images)
-        note(1, "input BatchNorm", x, "B C H W", self.input_norm)
+        normalised = self.input_norm(images)
+        note(1, "input BatchNorm", normalised, "B C H W", self.input_norm)
         # (B, N, D); the tokenizer notes its own steps 2 and 3. A conv stem also hands over its
         # feature maps, for a decoder that reads them.
-        x, stem_features = self.patch_embed.forward_with_skips(x, trace)
+        x, feature_maps = self.patch_embed.forward_with_skips(normalised, trace)
+        if HEADS[self.cfg.head].reads_photo:
+            feature_maps = [normalised, *feature_maps]
 
         order = knockout.permutation(x.shape[1])  # None unless the knock-out shuffles the tokens
         if order is not None and knockout.shuffle == "before_position":
@@ -227,7 +236,7 @@ class SegmentationViT(nn.Module):
         tokens = x[:, n_cls:]
         if order is not None:
             tokens = tokens[:, order.argsort()]  # every patch back in its place, so its mask is drawn there
-        mask = HEADS[self.cfg.head].decode(self.seg_head, tokens, grid, stem_features, images.shape[-2:], trace)
+        mask = HEADS[self.cfg.head].decode(self.seg_head, tokens, grid, feature_maps, images.shape[-2:], trace)
         return ViTOutput(mask, class_logits)
 
     def num_params(self) -> int:

@@ -220,6 +220,19 @@ def write_progress(run: Path, **fields) -> None:
 
 # --- the run ---------------------------------------------------------------------------------------
 
+def warm_start(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> list[str]:
+    """Copy `weights` into `model` wherever name and shape match, and return the names of the
+    model's weights left as initialised: a model with a new part (another head) starts from one
+    trained without it. Weights the model has no place for are refused, so a wrong folder fails."""
+    own = model.state_dict()
+    unplaced = sorted(set(weights) - set(own))
+    if unplaced:
+        raise ValueError(f"{len(unplaced)} weights have no place in this model, e.g. {unplaced[0]}")
+    matching = {name: value.float() for name, value in weights.items() if value.shape == own[name].shape}
+    model.load_state_dict(matching, strict=False)
+    return [name for name in own if name not in matching]
+
+
 def train(run: Path, model_cfg: ViTConfig, cfg: TrainConfig, data_root: str | None, device: torch.device,
           workers: int = 2, compile_model: bool = False, command: str = "", val_masks: int = 6) -> dict:
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -243,7 +256,9 @@ def train(run: Path, model_cfg: ViTConfig, cfg: TrainConfig, data_root: str | No
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(cfg, it / steps_per_epoch))
     start_epoch, history = load_train_state(run, model, optimizer, scheduler)
     if cfg.init_from and not start_epoch:
-        model.load_state_dict({k: v.float() for k, v in ckpt.read_weights(cfg.init_from).items()})
+        fresh = warm_start(model, ckpt.read_weights(cfg.init_from))
+        if fresh and is_main:
+            print(f"from {cfg.init_from}: every weight but {len(fresh)} new ones ({', '.join(fresh)})")
     if start_epoch and is_main:
         print(f"resuming {run} after epoch {start_epoch}")
     if is_main:
