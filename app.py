@@ -273,9 +273,10 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
         snapped.then(empty_drop_zone, None, camera, show_progress="hidden", queue=False)
         redraw_tabs_after(snapped.success(analyse, *analyse_io))
         redraw_tabs_after(gallery.select(pick_example, ctx.language, [photo_id, upload]).success(analyse, *analyse_io))
-        redraw_tabs_after(checkpoint_dd.input(use_checkpoint, [checkpoint_dd, ctx.language], epoch_dd)
-                          .then(analyse, *analyse_io))
-        redraw_tabs_after(epoch_dd.input(analyse, *analyse_io))
+        # A second pick while the first is analysed is sent when that is done (always_last), not dropped.
+        redraw_tabs_after(checkpoint_dd.input(use_checkpoint, [checkpoint_dd, ctx.language], epoch_dd,
+                                              trigger_mode="always_last").then(analyse, *analyse_io))
+        redraw_tabs_after(epoch_dd.input(analyse, *analyse_io, trigger_mode="always_last"))
         redraw_tabs_after(demo.load(first_example, ctx.language, [photo_id, upload]).success(analyse, *analyse_io))
         # A new language: one event sends every text (each event that follows another would cost a
         # round trip to the server).

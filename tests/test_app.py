@@ -219,6 +219,31 @@ def test_a_language_switch_sends_every_text_in_one_event(tiny_checkpoint, tmp_pa
     assert session.value(by_id(demo, "segment-expect")) == segment.expectation_text(key.checkpoint, "ja")
 
 
+def test_controls_that_draw_the_same_output_share_one_listener_that_lands_their_last_setting(tiny_checkpoint,
+                                                                                           tmp_path):
+    """Two listeners fired by two controls run side by side in the queue, and the older drawing can
+    land last: a knock-out switch clicked right after another was lost that way (CI). So every
+    output drawn from controls' changes has one listener, which the page defers while it is busy
+    and then sends with the controls as they are (always_last: "once" would drop the second change).
+    The language switch is the one exception: it redraws every text, and is not clicked twice a second."""
+    demo = build_app(checkpoint=tiny_checkpoint, checkpoints_dir=tmp_path / "none", runs_dir=tiny_checkpoint.parent)
+
+    def by_controls(block_fn) -> bool:
+        triggers = [(demo.blocks.get(target), event) for target, event in block_fn.targets]
+        return block_fn.fn is not None and block_fn.fn.__name__ != "switch_language" and bool(triggers) and all(
+            event in ("change", "input") and isinstance(block, gr.components.Component)
+            and not isinstance(block, (gr.State, gr.Timer, gr.Image)) for block, event in triggers)
+
+    listeners = [block_fn for block_fn in demo.fns.values() if by_controls(block_fn)]
+    assert {"draw_overlay", "show_what_if", "on_control", "fill_in", "analyse"} <= {f.fn.__name__ for f in listeners}
+    assert [f.fn.__name__ for f in listeners if f.trigger_mode != "always_last"] == []
+    drawn_by = {}
+    for block_fn in listeners:
+        for output in block_fn.outputs:
+            assert output._id not in drawn_by, f"{block_fn.fn.__name__} and {drawn_by[output._id]} both draw {output}"
+            drawn_by[output._id] = block_fn.fn.__name__
+
+
 def test_a_class_token_run_with_one_snapshot(tiny_class_checkpoint):
     ctx = Context(ModelCache(), PhotoStore(), {})
     with gr.Blocks():

@@ -143,12 +143,13 @@ def build(ctx: Context) -> Refresh:
 
     photo.select(on_click, [ctx.analysis, *controls, ctx.language], [ctx.point, status], show_progress="hidden")
     save.click(on_save, [ctx.analysis, ctx.point, *controls, ctx.language], saved)
-    for control in controls:
-        # Two listeners: the browser redraws at once, without a round trip; the server writes the texts.
-        control.change(None, controls, None, js="(layer, direction, scale) => "
-                                                "window.vitvizAttention?.controls(layer, direction, scale)")
-        control.change(on_control, [ctx.analysis, ctx.point, *controls, ctx.language], [status, class_note],
-                       show_progress="hidden")
+    # Two listeners: the browser redraws at once, without a round trip; the server writes the texts
+    # (one listener for all three controls, deferred while busy, so the last setting's texts land last).
+    changes = [control.change for control in controls]
+    gr.on(changes, None, controls, None, js="(layer, direction, scale) => "
+                                           "window.vitvizAttention?.controls(layer, direction, scale)")
+    gr.on(changes, on_control, [ctx.analysis, ctx.point, *controls, ctx.language], [status, class_note],
+          show_progress="hidden", trigger_mode="always_last")
     return Refresh(refresh, [ctx.point, *controls, ctx.language],
                    [photo, status, class_note, class_map, saved, layer, distance_plot, locality_note])
 

@@ -158,8 +158,7 @@ def build(ctx: Context) -> list[Refresh]:
     what_if_inputs = [image_size, patch_size, embed_dim, num_heads, depth, class_token, pos_embed]
     what_if_io = ([base, *what_if_inputs, ctx.language], [what_if_summary, what_if_table])
     settings_outputs = [base, *what_if_inputs]
-    for component in what_if_inputs:
-        component.change(show_what_if, *what_if_io)
+    gr.on([component.change for component in what_if_inputs], show_what_if, *what_if_io, trigger_mode="always_last")
     from_seed.click(seed_settings, None, settings_outputs).then(show_what_if, *what_if_io)
     from_checkpoint.click(checkpoint_settings, [ctx.analysis, ctx.language], settings_outputs).then(
         show_what_if, *what_if_io)

@@ -6,7 +6,6 @@ Each change runs the model twice (the photo and its mirror image, as in the Segm
 `vitviz.views.knockout`. A click on a cell of the head chart switches that head off or on.
 """
 
-import dataclasses
 import time
 from typing import Any
 
@@ -116,27 +115,22 @@ def build(ctx: Context) -> Refresh:
         knockout = checked(analysis, heads_, attention_, mlp_, position_, shuffle_, lang)
         return draw(key, analysis, knockout, measured, lang)
 
-    def on_reset(key: AnalysisKey | None, measured: Any, lang: str = DEFAULT):
-        everything_on = {heads: [], attention: [], mlp: [], position: False, shuffle: "none"}
-        analysis = load_analysis(ctx, key, warn=False, lang=lang)
-        if analysis is None:
-            return everything_on
-        return {**everything_on, **draw(key, analysis, KnockOut(), measured, lang)}
+    def on_reset():
+        return {heads: [], attention: [], mlp: [], position: False, shuffle: "none"}
 
-    def on_chart_click(key: AnalysisKey | None, measured: Any,
-                       heads_: Any, attention_: Any, mlp_: Any, position_: Any, shuffle_: Any,
-                       evt: gr.SelectData, lang: str = DEFAULT):
-        """A click on a cell switches that head off, or on again."""
+    def on_chart_click(key: AnalysisKey | None, heads_: Any, evt: gr.SelectData, lang: str = DEFAULT):
+        """A click on a cell switches that head off, or on again: only the switch is set here, and
+        its change draws (as for every other switch)."""
         analysis = load_analysis(ctx, key, lang=lang)
         if analysis is None:
             return gr.skip()
-        knockout = checked(analysis, heads_, attention_, mlp_, position_, shuffle_, lang)
-        cell = chart_cell(*click_point(evt.index, lang), analysis_shape(analysis))
+        depth, n_heads = analysis_shape(analysis)
+        cell = chart_cell(*click_point(evt.index, lang), (depth, n_heads))
         if cell is None:
             return gr.skip()
-        toggled = dataclasses.replace(knockout, heads=knockout.heads ^ {cell})
-        values_now = [head_value(b, h) for b, h in sorted(toggled.heads)]
-        return {heads: values_now, **draw(key, analysis, toggled, measured, lang)}
+        values = [value for _, value in head_choices(depth, n_heads)]
+        switched = set(some_of(heads_, values, text("knockout.heads", lang), lang)) ^ {head_value(*cell)}
+        return {heads: [value for value in values if value in switched]}
 
     def on_measure(key: AnalysisKey | None,
                    heads_: Any, attention_: Any, mlp_: Any, position_: Any, shuffle_: Any, lang: str = DEFAULT):
@@ -180,12 +174,14 @@ def build(ctx: Context) -> Refresh:
             text("knockout.not_measured", lang)
         return {**updates, chart_note: note, **draw(key, analysis, knockout, measured, lang)}
 
-    inputs = [ctx.analysis, shares, *controls, ctx.language]
+    # One listener for every switch, fired by their changes (a click, the chart, the reset): the
+    # page sends a change made while the previous one is drawn once that is done, with the switches
+    # as they are then. One listener per switch ran side by side and the older drawing could land last.
     drawn = [before, after, changed, summary, chart]
-    for control in controls:
-        control.input(on_control, inputs, drawn, show_progress="minimal")
-    reset.click(on_reset, [ctx.analysis, shares, ctx.language], [*controls, *drawn])
-    chart.select(on_chart_click, inputs, [heads, *drawn])
+    gr.on([control.change for control in controls], on_control, [ctx.analysis, shares, *controls, ctx.language],
+          drawn, trigger_mode="always_last", show_progress="minimal")
+    reset.click(on_reset, None, controls)
+    chart.select(on_chart_click, [ctx.analysis, heads, ctx.language], heads)
     measure.click(on_measure, [ctx.analysis, *controls, ctx.language], [shares, chart_note, chart])
     return Refresh(refresh, [shape, shares, *controls, ctx.language],
                    [shape, heads, attention, mlp, chart_note, *drawn])

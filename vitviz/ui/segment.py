@@ -101,8 +101,9 @@ def build(ctx: Context) -> Refresh:
                 expect: expectation_text(key.checkpoint, lang),
                 **dict(zip(maps, prob_files)), guess: guess_update, guess_note: note}
 
-    for control in (opacity, unsure):
-        control.change(draw_overlay, [ctx.analysis, opacity, unsure, ctx.language], overlay)
+    # One listener for both controls, deferred while it draws: the last setting is the one drawn.
+    gr.on([opacity.change, unsure.change], draw_overlay, [ctx.analysis, opacity, unsure, ctx.language], overlay,
+          trigger_mode="always_last")
     return Refresh(refresh, [opacity, unsure, ctx.language],
                    [photo, overlay, shares, expect, *maps, guess, guess_note])
 

@@ -202,7 +202,7 @@ def build(ctx: Context, locked: bool = False) -> None:
     def resume(selected: str | None, lang: str = DEFAULT) -> str:
         return control(manager.resume, "train.resuming", selected, lang)
 
-    preset.input(fill_in, preset, fields)
+    preset.input(fill_in, preset, fields, trigger_mode="always_last")  # the last preset picked fills the form
     # Polling only reads files, so every browser may poll at once (concurrency_limit=None).
     quiet = dict(show_progress="hidden", concurrency_limit=None)
     poll_inputs = [run, seen, ctx.language]
@@ -210,5 +210,5 @@ def build(ctx: Context, locked: bool = False) -> None:
         poll, poll_inputs, poll_outputs, **quiet)
     stop_btn.click(stop, [run, ctx.language], message).then(poll, poll_inputs, poll_outputs, **quiet)
     resume_btn.click(resume, [run, ctx.language], message).then(poll, poll_inputs, poll_outputs, **quiet)
-    run.input(poll, poll_inputs, poll_outputs, **quiet)
+    run.input(poll, poll_inputs, poll_outputs, trigger_mode="always_last", **quiet)
     timer.tick(poll, poll_inputs, poll_outputs, **quiet)
