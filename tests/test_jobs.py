@@ -73,7 +73,7 @@ def manager(tmp_path):
     ({"embed_dim": 30, "num_heads": 4}, "Width 30 (embed_dim) is not divisible by 4 heads"),
     ({"embed_dim": 34, "pos_embed": "sin2d"}, "sin2d position embeddings need a width divisible by 4"),
     ({"pos_embed": "spiral"}, "Unknown position embedding 'spiral'"),
-    ({"head": "conv"}, "Head must be 'linear', 'mlp' or 'skip', got 'conv'"),
+    ({"head": "conv"}, "Head must be 'linear', 'mlp', 'skip' or 'skip_full', got 'conv'"),
     ({"depth": None}, "Depth is empty"),
     ({"depth": 2.5}, "Depth must be a whole number"),
     ({"num_heads": 0}, "Heads must be between 1 and 64, got 0"),

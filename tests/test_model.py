@@ -114,7 +114,7 @@ def test_class_token_model_classifies_and_segments():
 
 def test_mlp_head_and_conv_tokenizers_build_and_run():
     for extra in (dict(head="mlp"), dict(patch_embed="conv"), dict(patch_embed="convstem"),
-                  dict(patch_embed="convstem", head="skip")):
+                  dict(patch_embed="convstem", head="skip"), dict(patch_embed="deepstem", head="skip_full")):
         model = SegmentationViT(ViTConfig(**SMALL, **extra)).eval()
         assert model(torch.randn(1, 3, 32, 32)).mask_logits.shape == (1, 3, 32, 32)
 
@@ -136,9 +136,10 @@ def test_invalid_configs_say_why(bad):
         ViTConfig(**{**SMALL, **bad})
 
 
-def test_skip_decoder_trace_adds_up_and_keeps_attention_paths_equal():
+@pytest.mark.parametrize("head", ["skip", "skip_full"])
+def test_skip_decoder_trace_adds_up_and_keeps_attention_paths_equal(head):
     torch.manual_seed(0)
-    model = SegmentationViT(ViTConfig(**SMALL, patch_embed="convstem", head="skip")).eval()
+    model = SegmentationViT(ViTConfig(**SMALL, patch_embed="convstem", head=head)).eval()
     x = torch.randn(2, 3, 32, 32)
     trace = Trace()
     with torch.no_grad():
@@ -147,3 +148,24 @@ def test_skip_decoder_trace_adds_up_and_keeps_attention_paths_equal():
     assert slow.mask_logits.shape == (2, 3, 32, 32)
     assert sum(s.params for s in trace.stages) == model.num_params()
     assert sorted({s.step for s in trace.stages}) == [1, 2, 3, 4, 5, 6, 7, 8]
+
+
+def test_the_full_resolution_decoder_reads_the_photo_at_its_last_step():
+    """`skip_full` ends with a step at the photo's own size that mixes in the (normalised) photo:
+    its last decoder map has the photo's size, and a pixel change moves that pixel's logits even
+    with the encoder's tokens and the stem's maps held fixed."""
+    torch.manual_seed(0)
+    model = SegmentationViT(ViTConfig(**SMALL, patch_embed="convstem", head="skip_full")).eval()
+    trace = Trace()
+    with torch.no_grad():
+        model(torch.randn(1, 3, 32, 32), trace)
+    assert trace.stage("decoder 1/1 size").shape[-2:] == (32, 32)
+    decoder, photo = model.seg_head, torch.randn(1, 3, 32, 32)
+    tokens, grid = torch.randn(1, 16, 32), (4, 4)
+    with torch.no_grad():
+        _, stem_maps = model.patch_embed.forward_with_skips(photo)
+        edited = photo.clone()
+        edited[..., 5, 7] += 3
+        logits = [decoder(tokens, grid, [p, *stem_maps], (32, 32)) for p in (photo, edited)]
+    changed = (logits[0] - logits[1]).abs().sum(1)[0] > 1e-6
+    assert changed[5, 7] and not changed[20:, 20:].any()  # only around the edited pixel (3×3 convolution)

@@ -13,6 +13,8 @@ from vitviz.app.inference import ModelCache
 from vitviz.app.photos import load_photo_rgb
 from vitviz.app.sources import EXAMPLES_DIR
 from vitviz.training.checkpoint import load_model
+from vitviz.model.patches import PATCH_EMBEDS
+from vitviz.model.vit import HEADS
 from vitviz.ui.attention import locality_text
 from vitviz.ui.segment import expectation_text
 from vitviz.views import tour
@@ -130,7 +132,7 @@ def test_the_accuracy_verdict_names_the_kind_that_is_clearly_worse():
 
 TOKENIZER_WORDS = {"linear": "learned linear map", "conv": "Conv2d", "convstem": "conv stem",
                    "deepstem": "deep conv stem"}
-HEAD_WORDS = {"linear": "blocky", "mlp": "small MLP", "skip": "U-Net-style decoder"}
+HEAD_WORDS = {"linear": "blocky", "mlp": "small MLP", "skip": "feature maps at each step.", "skip_full": "the photo itself"}
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -143,3 +145,13 @@ def test_the_tour_describes_the_models_own_tokenizer_and_head(name, cache):
     assert all(words not in embedding for kind, words in TOKENIZER_WORDS.items()
                if kind != cfg.patch_embed and words not in TOKENIZER_WORDS[cfg.patch_embed])
     assert HEAD_WORDS[cfg.head] in head and all(w not in head for k, w in HEAD_WORDS.items() if k != cfg.head)
+
+
+def test_every_kind_of_tokenizer_and_head_has_its_tour_words_in_every_language():
+    """A model trained from the Train tab may use any kind: its tour text must exist, and say it."""
+    assert set(TOKENIZER_WORDS) == set(PATCH_EMBEDS) and set(HEAD_WORDS) == set(HEADS)
+    for lang in i18n.LANGUAGES:
+        for kind in HEADS:
+            assert i18n.text(f"tour.head_kind.{kind}", lang, ppc=192, patch=8)
+    for kind, words in HEAD_WORDS.items():
+        assert words in i18n.text(f"tour.head_kind.{kind}", "en", ppc=192, patch=8)

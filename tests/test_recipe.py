@@ -15,6 +15,7 @@ from vitviz.model.vit import SegmentationViT, ViTConfig
 from vitviz.training import checkpoint as ckpt
 from vitviz.training.checkpoint import read_weights
 from vitviz.training.data import IGNORE, PetDataset
+from vitviz.training.loop import warm_start
 from vitviz.training.losses import LOSSES, lovasz_softmax, soft_dice
 from vitviz.training.predict import mask_probabilities, rescaled
 from vitviz.training.pseudo_labels import pseudo_label, read_pseudo_labels
@@ -150,6 +151,21 @@ def test_student_starts_from_the_teachers_weights(tiny_data, tiny_checkpoint, tm
     student, original = read_weights(tmp_path / "s"), read_weights(tiny_checkpoint)
     assert json.loads((tmp_path / "s" / "config.json").read_text())["train"]["init_from"] == str(tiny_checkpoint)
     assert torch.allclose(student["blocks.0.attn.qkv.weight"], original["blocks.0.attn.qkv.weight"], atol=1e-6)
+
+
+def test_a_model_with_a_new_head_step_starts_from_one_trained_without_it():
+    """`--init-from` a `skip` model into a `skip_full` one: every weight is copied but the new
+    full-resolution step's, which keeps its initialisation; weights with no place are refused."""
+    torch.manual_seed(0)
+    trained = SegmentationViT(ViTConfig(**HYBRID))
+    new = SegmentationViT(ViTConfig(**{**HYBRID, "head": "skip_full"}))
+    before = {name: value.clone() for name, value in new.state_dict().items()}
+    fresh = warm_start(new, trained.state_dict())
+    assert fresh and all(name.startswith("seg_head.up.3.") for name in fresh)
+    for name, value in new.state_dict().items():
+        assert torch.equal(value, before[name] if name in fresh else trained.state_dict()[name]), name
+    with pytest.raises(ValueError, match="no place in this model"):
+        warm_start(trained, new.state_dict())
 
 
 def test_flip_averaging_is_the_mean_of_the_photo_and_its_mirror():
