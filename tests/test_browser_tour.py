@@ -78,6 +78,8 @@ def test_the_whole_tour_in_japanese_in_presenter_mode(tiny_checkpoint, tmp_path)
             expect(page.get_by_role("tab", selected=True)).to_have_text(tab_title(step.tab))
             if step.name == "knockout":  # measured on this photo when the step is shown
                 expect(step_text).to_contain_text("%")
+            if step.tab == "attention":  # the browser-drawn pictures' own buttons are renamed too
+                expect(page.locator("#attention-heads button")).to_have_attribute("title", ja("attention.full_screen"))
             if step.name == "patches":
                 expect(step_text).to_contain_text("4×4")  # this photo's patch grid, from the forward pass
             if step.name == "training":  # a tab drawn only when shown: it draws now, in Japanese

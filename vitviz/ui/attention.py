@@ -30,7 +30,7 @@ from vitviz.views.pictures import CLICKABLE_SIDE
 MAPS_SCRIPT = f"<script>{Path(__file__).with_name('attention_maps.js').read_text()}</script>"
 MOUNT = ("(function mount() { window.vitvizAttention ? window.vitvizAttention.mount(element, props, trigger, watch)"
          " : setTimeout(mount, 20); })()")
-FULL_SCREEN = ('<button class="attention-full" aria-label="Full screen" title="Full screen"><svg viewBox="0 0 24 24" '
+FULL_SCREEN = ('<button class="attention-full"><svg viewBox="0 0 24 24" '
                'width="16" height="16" fill="none" stroke="currentColor" stroke-width="2">'
                '<path d="M4 9V4h5M15 4h5v5M20 15v5h-5M9 20H4v-5"/></svg></button>')
 
@@ -40,7 +40,9 @@ def drawn_by_browser(ctx: Context, label: str, role: str, elem_id: str) -> gr.HT
     saved or copied like any picture, and enlarged to the full screen by its button. The clickable
     photo ("click") carries the data of the photo on screen as its value."""
     clickable = role == "click"
-    return ctx.localized(gr.HTML, {"label": label}, elem_id=elem_id, role=role, head=MAPS_SCRIPT if clickable else None,
+    # The full-screen button's name is a prop of its own, so the language picker renames it too.
+    return ctx.localized(gr.HTML, {"label": label, "full_screen": "attention.full_screen"}, elem_id=elem_id, role=role,
+                         head=MAPS_SCRIPT if clickable else None,
                          html_template=f'<div class="attention-picture"><img>{"" if clickable else FULL_SCREEN}</div>',
                          js_on_load=MOUNT)
 

@@ -172,7 +172,13 @@ window.vitvizAttention = window.vitvizAttention || (() => {
       views[role] = img;
       img.alt = props.label || "";
       watch("label", () => { img.alt = props.label || ""; });  // the language picker renames it
-      element.querySelector("button")?.addEventListener("click", () => img.requestFullscreen?.());
+      const button = element.querySelector("button");
+      if (button) {
+        const name = () => { button.title = props.full_screen || ""; button.setAttribute("aria-label", button.title); };
+        name();
+        watch("full_screen", name);
+        button.addEventListener("click", () => img.requestFullscreen?.());
+      }
       if (role === "click") {
         img.addEventListener("click", (event) => clicked(event, img, trigger));
         watch("value", () => receive(props.value));
