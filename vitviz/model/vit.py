@@ -7,9 +7,9 @@ Options are arguments of `ViTConfig`, not forks of the code: the tokenizer (line
 stem, `PATCH_EMBEDS`), the position embedding (learned, sin1d, sin2d, none: `posembed.KINDS`), an
 optional class token with a classification head, and the segmentation head (`HEADS`: linear, MLP,
 or a U-Net-style decoder fed by the conv stem, whose `skip_full` kind ends at full resolution with
-the photo itself as its finest map). The patch grid is always derived from the input,
-so a model trained at 128 px runs at 192 or 256 px too. A `KnockOut` switches parts off for one
-pass (`vitviz.model.knockout`).
+the photo itself as its finest map). The patch grid is always derived from the input, so a model
+trained at 128 px runs at 192 or 256 px too. A `KnockOut` switches parts off for one pass
+(`vitviz.model.knockout`).
 """
 
 from dataclasses import asdict, dataclass, fields

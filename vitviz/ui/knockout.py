@@ -116,6 +116,7 @@ def build(ctx: Context) -> Refresh:
         return draw(key, analysis, knockout, measured, lang)
 
     def on_reset():
+        """Every switch back on: their changes draw."""
         return {heads: [], attention: [], mlp: [], position: False, shuffle: "none"}
 
     def on_chart_click(key: AnalysisKey | None, heads_: Any, evt: gr.SelectData, lang: str = DEFAULT):
