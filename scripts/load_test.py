@@ -52,6 +52,7 @@ CLICK_INPUTS = {"attention click": (1, "query", "local", "en"),  # layer, direct
 PAGE_LOAD_INPUTS = {"language_from_browser": ("en-US",)}  # what the page sends (navigator.language); else defaults
 CLICKED_TAB = {"attention click": "attention", "positions click": "positions"}  # the tab (its id) of each click
 REQUEST_TIMEOUT_S = 60
+MEMORY_EVERY_S = 0.5  # the server's RSS is sampled this often: a few-second run still has a trend
 
 
 @dataclass
@@ -401,7 +402,7 @@ def report(results: Results, wall_s: float, memory: list[tuple[float, float]]) -
                                                                     for q in (0, 0.25, 0.5, 0.75, 1)))
         print(f"server RSS  {quarters}  (peak {max(mb for _, mb in memory):.0f} MB)")
         later = memory[len(memory) // 2:]  # past the start, when the caches fill
-        if len(later) >= 3:
+        if len(later) >= 2:
             print(f"server RSS over the second half: {trend(later) * 60:+.1f} MB a minute (least squares)")
     return not results.errors
 
@@ -445,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         while any(t.is_alive() for t in threads):
             if server is not None:
                 memory.append((time.time() - start, rss_mb(server.process.pid)))
-            time.sleep(1)
+            time.sleep(MEMORY_EVERY_S)
         if server is not None:
             memory.append((time.time() - start, rss_mb(server.process.pid)))
         ok = report(results, time.time() - start, memory)
