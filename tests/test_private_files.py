@@ -136,6 +136,13 @@ def test_kept_pngs_are_drawn_once_per_key_and_again_when_removed(tmp_path, monke
     removed.unlink()  # a temp-folder cleaner
     assert kept.files("a", lambda: draw("a, drawn again"))[1] == "a, drawn again"
 
+    def fails():
+        raise OSError("disk full")
+    with pytest.raises(OSError):
+        kept.files("d", fails)
+    assert not kept._drawing  # no lock left behind for a drawing that failed
+    assert kept.files("d", lambda: draw("d"))[1] == "d"
+
 
 def test_the_segment_tab_draws_a_photo_once_for_every_session(tiny_checkpoint, monkeypatch):
     """Every page opens on the same example: its Segment pictures are drawn once, not once a page."""

@@ -136,19 +136,22 @@ class KeptPngs:
         with self._lock:
             drawing = self._drawing.setdefault(key, threading.Lock())
         with drawing:
-            with self._lock:
-                kept = self._kept.get(key)
-            if kept is not None and all(path.is_file() for path in kept[0]):
-                os.utime(kept[0][0].parent)
-            else:
-                pictures, rest = draw()
-                kept = save_pngs(pictures, compress_level=self._compress_level), rest
-            with self._lock:
-                self._kept[key] = kept
-                self._kept.move_to_end(key)
-                while len(self._kept) > self._capacity:
-                    self._kept.popitem(last=False)
-                self._drawing.pop(key, None)
+            try:
+                with self._lock:
+                    kept = self._kept.get(key)
+                if kept is not None and all(path.is_file() for path in kept[0]):
+                    os.utime(kept[0][0].parent)
+                else:
+                    pictures, rest = draw()
+                    kept = save_pngs(pictures, compress_level=self._compress_level), rest
+                with self._lock:
+                    self._kept[key] = kept
+                    self._kept.move_to_end(key)
+                    while len(self._kept) > self._capacity:
+                        self._kept.popitem(last=False)
+            finally:  # a drawing that failed leaves no lock behind for its key
+                with self._lock:
+                    self._drawing.pop(key, None)
         return kept
 
 
