@@ -2,6 +2,7 @@
 guard, pseudo-labels, flip averaging and the small-pet stand-in."""
 
 import json
+import math
 import shutil
 
 import pytest
@@ -16,7 +17,7 @@ from vitviz.training import checkpoint as ckpt
 from vitviz.training.checkpoint import read_weights
 from vitviz.training.data import IGNORE, PetDataset
 from vitviz.training.loop import warm_start
-from vitviz.training.losses import LOSSES, lovasz_softmax, soft_dice
+from vitviz.training.losses import LOSSES, TARGET_LOSSES, cross_entropy_to, lovasz_softmax, soft_dice, target_distribution
 from vitviz.training.predict import mask_probabilities, rescaled
 from vitviz.training.pseudo_labels import pseudo_label, read_pseudo_labels
 from vitviz.training.resident import ResidentSet, paste_small
@@ -44,6 +45,21 @@ def test_dice_is_zero_for_a_perfect_answer_and_skips_unlabeled_pixels():
     assert set(LOSSES) == {"ce", "ce_dice", "ce_lovasz"}
 
 
+def test_losses_on_target_distributions_equal_the_hard_ones_on_one_hot_targets_and_learn_soft_ones():
+    generator = torch.Generator().manual_seed(0)
+    masks = torch.randint(0, 3, (2, 8, 8), generator=generator)
+    masks[0, :3] = IGNORE
+    logits = torch.randn(2, 3, 8, 8, generator=generator)
+    targets = target_distribution(masks, 3)
+    for name, loss in TARGET_LOSSES.items():
+        assert loss(logits, targets).item() == pytest.approx(LOSSES[name](logits, masks).item(), rel=1e-5)
+    # Against a soft target, the loss is lowest where the answer is that distribution.
+    soft = torch.softmax(torch.randn(1, 3, 4, 4, generator=generator), 1)
+    matching = cross_entropy_to(soft.log(), soft)
+    assert matching < cross_entropy_to(soft.log().roll(1, dims=1), soft)
+    assert torch.allclose(matching, -(soft * soft.log()).sum() / 16)  # the target's own entropy per pixel
+
+
 def test_lovasz_on_hard_answers_is_one_minus_the_batchs_miou():
     """The Lovász extension equals the Jaccard loss at the vertices: for one-hot answers, 1 − mean IoU
     over the classes present in the labeled pixels; unlabeled pixels do not count."""
@@ -66,14 +82,14 @@ def test_lovasz_on_hard_answers_is_one_minus_the_batchs_miou():
 def test_pasted_photos_bring_their_own_mask_and_leave_the_rest_alone():
     images = torch.stack([torch.zeros(3, 32, 32), torch.ones(3, 32, 32)])
     masks = torch.stack([torch.zeros(32, 32, dtype=torch.long), torch.ones(32, 32, dtype=torch.long)])
-    out, out_masks = paste_small(images, masks, torch.Generator().manual_seed(0), share=1.0)
+    out, out_masks, _ = paste_small(images, masks, torch.Generator().manual_seed(0), share=1.0)
     for i in range(2):
         donor = 1 - i
         pasted = out_masks[i] == donor
         assert 0.2**2 * 0.9 < pasted.float().mean() < 0.6**2 * 1.1  # 20-60 % of the side
         assert torch.allclose(out[i][:, pasted], images[donor][:, pasted])  # photo and mask move together
         assert torch.equal(out[i][:, ~pasted], images[i][:, ~pasted])
-    untouched, same_masks = paste_small(images, masks, torch.Generator().manual_seed(0), share=0.0)
+    untouched, same_masks, _ = paste_small(images, masks, torch.Generator().manual_seed(0), share=0.0)
     assert untouched is images and same_masks is masks
 
 
@@ -143,6 +159,31 @@ def test_pseudo_labels_cover_only_unlabeled_trainval_photos_and_train_a_student(
     assert [s["stage"] for s in metrics["stages"]] == ["teacher", "pseudo-labels", "student"]
     assert [(r["epoch"], r["stage"]) for r in metrics["curve"]] == [(1, "student")]
     assert metrics["command"].count("python -m vitviz.") == 3 and ckpt.list_snapshots(shipped) == [1]
+
+
+def test_soft_pseudo_labels_keep_the_teachers_probabilities_and_train_a_student(tiny_data, tiny_checkpoint, tmp_path):
+    out = tmp_path / "soft.safetensors"
+    assert pseudo.main(["--teacher", str(tiny_checkpoint), "--data-root", str(tiny_data), "--out", str(out), "--soft"]) == 0
+    labels = read_pseudo_labels(out)
+    teacher = ckpt.load_model(tiny_checkpoint)
+    names, probabilities, stats = pseudo_label([teacher], str(tiny_data), 0.7, soft=True)
+    assert set(labels) == set(names) and stats["kept_pixels"] == 1 and stats["soft"]
+    trainval = PetDataset(tiny_data, "trainval", 32, segmentation=False)
+    images = torch.stack([trainval[[e.name for e in trainval.entries].index(name)][0] for name in names])
+    expected = mask_probabilities(teacher, images, flip=True)
+    assert probabilities.shape == expected.shape and probabilities.dtype == torch.uint8
+    assert (probabilities.float() / 255 - expected).abs().max() <= 0.5 / 255 + 1e-6  # every pixel, rounded
+
+    runs = tmp_path / "runs"
+    args = ["--preset", "tiny", "--data-root", str(tiny_data), "--runs-dir", str(runs), "--workers", "0", "--epochs", "1",
+            "--init-from", str(tiny_checkpoint), "--pseudo-labels", str(out), "--paste", "0.5", "--augment", "strong"]
+    assert train.main(args + ["--name", "lovasz", "--loss", "ce_lovasz"]) == 2  # no soft form: refused in one line
+    assert train.main(args + ["--name", "student", "--loss", "ce_dice"]) == 0
+    curve = json.loads((runs / "student" / "metrics.json").read_text())["curve"]
+    assert math.isfinite(curve[0]["train_loss"]) and curve[0]["train_loss"] > 0
+    shipped = export.export(runs / "student", tmp_path / "shipped", after=[tiny_checkpoint])
+    stage = json.loads((shipped / "metrics.json").read_text())["stages"][1]
+    assert stage["stage"] == "pseudo-labels" and stage["soft"] and "threshold" not in stage
 
 
 def test_student_starts_from_the_teachers_weights(tiny_data, tiny_checkpoint, tmp_path):

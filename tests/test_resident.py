@@ -8,7 +8,8 @@ import torch
 from safetensors.torch import save_file
 
 from vitviz.training.data import IGNORE, PetDataset
-from vitviz.training.resident import ResidentSet, augment_batch, colour_jitter, random_resized_crop, rotate_hue
+from vitviz.training.resident import (ResidentSet, augment_batch, colour_jitter, paste_small, random_resized_crop,
+                                     rotate_hue)
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +48,14 @@ def test_an_epoch_visits_each_photo_once_in_a_seeded_order(resident):
 def test_an_identity_crop_changes_nothing():
     images, masks = torch.rand(3, 3, 16, 16), torch.randint(-1, 3, (3, 16, 16))
     g = torch.Generator().manual_seed(0)
-    out_images, out_masks = random_resized_crop(images, masks, g, scale=(1, 1), ratio=(1, 1), degrees=0)
+    out_images, out_masks, _ = random_resized_crop(images, masks, g, scale=(1, 1), ratio=(1, 1), degrees=0)
     torch.testing.assert_close(out_images, images)
     assert torch.equal(out_masks, masks)
 
 
 def test_crops_keep_classes_and_mark_pixels_from_outside_the_photo():
     images, masks = torch.ones(8, 3, 32, 32), torch.randint(0, 3, (8, 32, 32))
-    out_images, out_masks = random_resized_crop(images, masks, torch.Generator().manual_seed(0), degrees=10)
+    out_images, out_masks, _ = random_resized_crop(images, masks, torch.Generator().manual_seed(0), degrees=10)
     assert set(out_masks.unique().tolist()) <= {IGNORE, 0, 1, 2}
     outside = out_images[:, 0] == 0  # black: sampled from outside the photo (rotated corners)
     assert outside.any() and torch.all(out_masks[outside] == IGNORE)
@@ -75,7 +76,7 @@ def test_flip_and_jitter_move_photo_and_mask_together():
     keep the order of grey levels, so after augmenting, the classes must still sort the same way."""
     masks = torch.randint(0, 3, (16, 12, 12))
     images = ((masks.float() + 1) / 4)[:, None].expand(16, 3, 12, 12).contiguous()
-    out_images, out_masks = augment_batch(images, masks, "flip_jitter", torch.Generator().manual_seed(3))
+    out_images, out_masks, _ = augment_batch(images, masks, "flip_jitter", torch.Generator().manual_seed(3))
     assert not torch.equal(out_masks, masks)  # some photos were flipped
     level = out_images.mean(1)
     for i in range(16):
@@ -91,3 +92,37 @@ def test_pseudo_labels_of_another_image_size_are_refused_in_one_line(tmp_path):
     save_file({"masks": torch.zeros(2, 16, 16, dtype=torch.int8)}, str(path), metadata={"names": '["a", "b"]'})
     with pytest.raises(ValueError, match="holds 16x16 pseudo-labels but this run trains at 8x8"):
         photos.with_pseudo_labels(["a", "b"], str(path))
+
+
+@pytest.mark.parametrize("augment", ["flip_jitter", "strong"])
+def test_soft_targets_move_with_their_pixels(augment):
+    """Soft targets made one-hot from the masks, augmented beside them (bilinear against nearest):
+    wherever a resampled target is whole (all its neighbours agreed), it names the mask's class;
+    it fades to nothing outside the photo and never weighs more than one pixel."""
+    generator = torch.Generator().manual_seed(0)
+    masks = torch.randint(0, 3, (8, 4, 4), generator=generator).repeat_interleave(8, 1).repeat_interleave(8, 2)
+    soft = torch.nn.functional.one_hot(masks, 3).permute(0, 3, 1, 2).float()
+    images = torch.rand(8, 3, 32, 32, generator=generator)
+    _, out_masks, out_soft = augment_batch(images, masks, augment, torch.Generator().manual_seed(4), soft)
+    _, out_masks, out_soft = paste_small(images, out_masks, torch.Generator().manual_seed(5), 0.5, soft=out_soft)
+    whole = out_soft.max(1).values > 0.999
+    assert whole.float().mean() > 0.5 and torch.equal(out_soft.argmax(1)[whole], out_masks[whole])
+    mass = out_soft.sum(1)  # 1 inside the photo, partial at its edge, 0 beyond
+    assert torch.all(mass <= 1 + 1e-5) and torch.all(mass[out_masks == IGNORE] < 1 - 1e-3)
+    assert torch.all(out_masks[mass == 0] == IGNORE)
+    assert not torch.equal(out_masks, masks)  # something moved
+
+
+def test_soft_pseudo_labels_fill_only_the_photos_without_a_trimap(tmp_path):
+    masks = torch.full((3, 8, 8), -1, dtype=torch.int8)
+    masks[1] = 0  # a photo with a trimap
+    photos = ResidentSet(torch.zeros(3, 3, 8, 8, dtype=torch.uint8), masks, torch.zeros(3, dtype=torch.long),
+                         torch.zeros(3, dtype=torch.long))
+    probabilities = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    path = tmp_path / "pseudo.safetensors"
+    save_file({"probabilities": probabilities}, str(path), metadata={"names": '["a", "b"]'})
+    filled = photos.with_pseudo_labels(["a", "b", "c"], str(path))
+    assert torch.equal(filled.masks, masks)  # hard labels untouched
+    assert torch.equal(filled.soft[0], probabilities[0]) and not filled.soft[1:].any()  # b has a trimap; c no label
+    images, batch_masks, _, _, soft = next(filled.batches(3, 0, "none"))
+    assert soft.shape == (3, 3, 8, 8) and soft.max() <= 1

@@ -104,7 +104,7 @@ def combined_summary(chain: list[Path], summaries: list[dict], teacher: Path | N
             with safe_open(pseudo_file, "pt") as f:
                 meta = f.metadata()
             stages.append({"stage": "pseudo-labels", "file": Path(pseudo_file).name, "command": meta["command"],
-                           "threshold": float(meta["threshold"]), **json.loads(meta["stats"])})
+                           **({"threshold": float(meta["threshold"])} if "threshold" in meta else {}), **json.loads(meta["stats"])})
         stages.append({"stage": role, "run": run.name, **{k: v for k, v in metrics.items() if k != "curve"}})
         offset = len(curve)
         curve += [{**row, "epoch": offset + row["epoch"], "stage": role} for row in metrics["curve"]]

@@ -4,7 +4,8 @@ Self-training (Noisy Student, ST++): a teacher trained on the 400 labeled photos
 photos without a trimap (`vitviz.training.pseudo_labels`); a student then learns from both, under
 strong noise (`python -m vitviz.train --init-from TEACHER --pseudo-labels FILE`). The teacher is one
 model or an ensemble (`--teacher` repeated), its answers flip-averaged and, with `--scales`, averaged
-over several photo sizes (a teacher stronger than the model alone, as the student's target).
+over several photo sizes (a teacher stronger than the model alone, as the student's target);
+`--soft` keeps its probabilities instead of its confident top class.
 
     python -m vitviz.pseudo --teacher runs/teacher --data-root ../shared/data --out runs/pseudo.safetensors
 """
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", default=None, help="dataset folder (or $VITVIZ_DATA)")
     parser.add_argument("--out", required=True, help="safetensors file to write")
     parser.add_argument("--threshold", type=float, default=0.7, help="keep pixels whose top probability reaches this")
+    parser.add_argument("--soft", action="store_true",
+                        help="keep the teacher's probabilities for every pixel instead of its confident top class")
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0],
                         help="also average the teacher's answers over the photos resized by these factors")
     parser.add_argument("--threads", type=int, default=None)
@@ -38,15 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     try:
         teachers = [ckpt.load_model(folder, None, torch.device("cpu")) for folder in args.teacher]
-        names, masks, stats = pseudo_label(teachers, args.data_root, args.threshold, scales=args.scales)
+        names, labels, stats = pseudo_label(teachers, args.data_root, args.threshold, scales=args.scales,
+                                            soft=args.soft)
     except (ckpt.CheckpointError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     command = "python -m vitviz.pseudo " + shlex.join(sys.argv[1:] if argv is None else argv)
     stats.update(wall_time_s=time.time() - started, device=device_description(torch.device("cpu")), commit=git_commit())
-    meta = {"names": json.dumps(names), "teachers": json.dumps(args.teacher), "threshold": str(args.threshold),
-            "command": command, "stats": json.dumps(stats)}
-    ckpt.atomic_save_tensors(Path(args.out), {"masks": masks}, meta)
+    meta = {"names": json.dumps(names), "teachers": json.dumps(args.teacher), "command": command,
+            "stats": json.dumps(stats), **({} if args.soft else {"threshold": str(args.threshold)})}
+    ckpt.atomic_save_tensors(Path(args.out), {"probabilities" if args.soft else "masks": labels}, meta)
     print(json.dumps(stats))
     return 0
 

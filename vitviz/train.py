@@ -22,6 +22,7 @@ from vitviz.training.cli import add_dataclass_flags, overrides
 from vitviz.training.data import SPECIES, breed_names, resolve_root
 from vitviz.training.loop import num_classes_for, pick_device, train
 from vitviz.training.presets import PRESETS, TrainConfig, preset
+from vitviz.training.pseudo_labels import check_pseudo_labels
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             command = config.get("command", command)
         else:
             model_cfg, cfg = preset(args.preset, overrides(args, ViTConfig), overrides(args, TrainConfig))
+            if cfg.pseudo_labels:  # refused before the run folder is made
+                check_pseudo_labels(cfg.pseudo_labels, model_cfg.image_size, cfg.loss)
             data_root = args.data_root
             root = resolve_root(data_root)
             if cfg.use_unlabeled and not model_cfg.class_token:

@@ -32,9 +32,10 @@ from tqdm import tqdm
 from vitviz.model.vit import SegmentationViT, ViTConfig
 from vitviz.training import checkpoint as ckpt
 from vitviz.training.data import IGNORE, SPECIES, TRAINING_SPLIT, PetDataset, breed_names, resolve_root
-from vitviz.training.losses import LOSSES
+from vitviz.training.losses import LOSSES, TARGET_LOSSES, target_distribution
 from vitviz.training.metrics import confusion, summarize
 from vitviz.training.predict import mask_probabilities
+from vitviz.training.pseudo_labels import check_pseudo_labels
 from vitviz.training.presets import TrainConfig
 from vitviz.training.resident import ResidentSet, paste_small
 from vitviz.views.segment import overlay_mask
@@ -125,10 +126,15 @@ def load_train_state(run: Path, model, optimizer, scheduler) -> tuple[int, list[
 
 # --- one epoch -----------------------------------------------------------------------------------
 
-def segmentation_loss(model_out, masks, labels, cfg: TrainConfig) -> torch.Tensor:
+def segmentation_loss(model_out, masks, labels, cfg: TrainConfig, soft: torch.Tensor | None = None) -> torch.Tensor:
+    """The mask loss (`cfg.loss`) on the labeled pixels, against soft targets too when a teacher's
+    probabilities stand for the photos without a trimap, plus the class token's loss if any."""
     loss = torch.zeros((), device=masks.device)
-    if (masks != IGNORE).any():
-        loss = LOSSES[cfg.loss](model_out.mask_logits.float(), masks)
+    logits = model_out.mask_logits.float()
+    if soft is not None:
+        loss = TARGET_LOSSES[cfg.loss](logits, target_distribution(masks, logits.shape[1], soft))
+    elif (masks != IGNORE).any():
+        loss = LOSSES[cfg.loss](logits, masks)
     if model_out.class_logits is not None:
         loss = loss + cfg.class_loss_weight * F.cross_entropy(model_out.class_logits.float(), labels)
     return loss
@@ -244,6 +250,8 @@ def train(run: Path, model_cfg: ViTConfig, cfg: TrainConfig, data_root: str | No
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     is_main = rank == 0
 
+    if cfg.pseudo_labels:
+        check_pseudo_labels(cfg.pseudo_labels, model_cfg.image_size, cfg.loss)
     torch.manual_seed(cfg.seed)
     model = SegmentationViT(model_cfg).to(device)
     optimizer = make_optimizer(model, cfg)
@@ -291,21 +299,22 @@ def train(run: Path, model_cfg: ViTConfig, cfg: TrainConfig, data_root: str | No
             loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
                                 drop_last=True, num_workers=workers, worker_init_fn=ignore_stop_signals,
                                 generator=torch.Generator().manual_seed(epoch_seed))
-            batches, num_batches = iterate_with_workers(loader), len(loader)
+            # The loader's batches have no soft targets (pseudo-labels always train on the device set).
+            batches, num_batches = ((*batch, None) for batch in iterate_with_workers(loader)), len(loader)
         paste_generator = torch.Generator(device=device).manual_seed(epoch_seed)
         train_model.train()
         t0, seen, loss_sum = time.time(), 0, 0.0
         bar = tqdm(batches, total=num_batches, desc=f"epoch {epoch}/{cfg.epochs}",
                    disable=not is_main, leave=False, dynamic_ncols=True)
         last_write = 0.0
-        for step, (images, masks, breeds, species) in enumerate(bar, start=1):
+        for step, (images, masks, breeds, species, soft) in enumerate(bar, start=1):
             images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
             if cfg.paste:
-                images, masks = paste_small(images, masks, paste_generator, cfg.paste)
+                images, masks, soft = paste_small(images, masks, paste_generator, cfg.paste, soft=soft)
             labels = (species if cfg.class_labels == "species" else breeds).to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 out = train_model(images)
-            loss = segmentation_loss(out, masks, labels, cfg)
+            loss = segmentation_loss(out, masks, labels, cfg, soft)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

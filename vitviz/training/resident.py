@@ -21,9 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from vitviz.training.data import IGNORE, PetDataset
-from vitviz.training.pseudo_labels import read_pseudo_labels
+from vitviz.training.pseudo_labels import PROBABILITY_SCALE, check_pseudo_labels, read_pseudo_labels
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # images, masks, breeds, species
+# images, masks, breeds, species, and soft targets (B, 3, S, S) float or None
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]
 
 
 @dataclass
@@ -32,6 +33,7 @@ class ResidentSet:
     masks: torch.Tensor  # (N, S, S) int8, IGNORE where unlabeled
     breeds: torch.Tensor  # (N,) long
     species: torch.Tensor  # (N,) long
+    soft: torch.Tensor | None = None  # (N, 3, S, S) uint8 p × 255 of a teacher's soft pseudo-labels, 0 where none
 
     @classmethod
     def load(cls, dataset: PetDataset, device: torch.device) -> "ResidentSet":
@@ -45,19 +47,21 @@ class ResidentSet:
         return cls(images.to(device), masks.to(device), breeds.to(device), species.to(device))
 
     def with_pseudo_labels(self, names: list[str], path: str) -> "ResidentSet":
-        """Fill the masks of the photos without a trimap from a `vitviz.pseudo` file; `names` are
-        this set's photo names in order. A trimap always wins over a pseudo-label."""
+        """Label the photos without a trimap from a `vitviz.pseudo` file, hard (into `masks`) or soft
+        (into `soft`); `names` are this set's photo names in order. A trimap always wins."""
         pseudo = read_pseudo_labels(path)
         masks = self.masks.clone()
         size = tuple(masks.shape[-2:])
-        other = next((tuple(mask.shape) for mask in pseudo.values() if tuple(mask.shape) != size), None)
-        if other is not None:
-            raise ValueError(f"{path} holds {other[0]}x{other[1]} pseudo-labels but this run trains at "
-                             f"{size[0]}x{size[1]}: make them with a teacher of the same image size")
+        check_pseudo_labels(path, size[0])
+        is_soft = any(label.dim() == 3 for label in pseudo.values())
+        soft = torch.zeros(len(masks), 3, *size, dtype=torch.uint8, device=masks.device) if is_soft else None
         for i, name in enumerate(names):
             if name in pseudo and bool((masks[i] == IGNORE).all()):
-                masks[i] = pseudo[name].to(masks)
-        return ResidentSet(self.images, masks, self.breeds, self.species)
+                if soft is not None:
+                    soft[i] = pseudo[name].to(soft.device)
+                else:
+                    masks[i] = pseudo[name].to(masks)
+        return ResidentSet(self.images, masks, self.breeds, self.species, soft)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -67,43 +71,53 @@ class ResidentSet:
         return len(self) // world_size // batch_size
 
     def batches(self, batch_size: int, seed: int, augment: str, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
-        """One epoch of shuffled, augmented batches: images float (B, 3, S, S) in [0, 1], masks long."""
+        """One epoch of shuffled, augmented batches: images float (B, 3, S, S) in [0, 1], masks long,
+        and soft targets (B, 3, S, S) float summing to 1 where a teacher answered (None without)."""
         generator = torch.Generator(device=self.images.device).manual_seed(seed)
         order = torch.randperm(len(self), generator=generator, device=self.images.device)[rank::world_size]
         for b in range(self.num_batches(batch_size, world_size)):
             index = order[b * batch_size:(b + 1) * batch_size]
             images = self.images[index].float() / 255
             masks = self.masks[index].long()
-            images, masks = augment_batch(images, masks, augment, generator)
-            yield images, masks, self.breeds[index], self.species[index]
+            soft = None if self.soft is None else self.soft[index].float() / PROBABILITY_SCALE
+            images, masks, soft = augment_batch(images, masks, augment, generator, soft)
+            yield images, masks, self.breeds[index], self.species[index], soft
 
 
-def augment_batch(images: torch.Tensor, masks: torch.Tensor, augment: str,
-                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Augment a batch on its device: 'none', 'flip_jitter' or 'strong' (see the module text)."""
+Labels = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # images, masks, soft targets or None
+
+
+def augment_batch(images: torch.Tensor, masks: torch.Tensor, augment: str, generator: torch.Generator,
+                  soft: torch.Tensor | None = None) -> Labels:
+    """Augment a batch on its device: 'none', 'flip_jitter' or 'strong' (see the module text).
+    Soft targets move with their pixels, resampled bilinearly (a mix of distributions is one)."""
     if augment == "none":
-        return images, masks
+        return images, masks, soft
     if augment not in ("flip_jitter", "strong"):
         raise ValueError(f"augment must be 'none', 'flip_jitter' or 'strong', got {augment!r}")
     if augment == "strong":
-        images, masks = random_resized_crop(images, masks, generator)
+        images, masks, soft = random_resized_crop(images, masks, generator, soft=soft)
     flip = uniform(generator, images, len(images)) < 0.5
     images = torch.where(flip[:, None, None, None], images.flip(-1), images)
     masks = torch.where(flip[:, None, None], masks.flip(-1), masks)
-    return colour_jitter(images, generator), masks
+    if soft is not None:
+        soft = torch.where(flip[:, None, None, None], soft.flip(-1), soft)
+    return colour_jitter(images, generator), masks, soft
 
 
 def paste_small(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator, share: float,
-                scale: tuple[float, float] = (0.2, 0.6)) -> tuple[torch.Tensor, torch.Tensor]:
+                scale: tuple[float, float] = (0.2, 0.6), soft: torch.Tensor | None = None) -> Labels:
     """Zoom out on a `share` of the batch: another photo of the batch, shrunk to 20–60 % of the
     side, is pasted with its mask at a random place. Users' photos often show a small pet in a
     wide frame, which random crops (zoom-in only) never do; both masks stay true, so every pixel
-    keeps a correct label."""
+    keeps a correct label (and its soft target, if any)."""
     n, _, h, w = images.shape
     chosen = (uniform(generator, images, n) < share).nonzero().flatten().tolist()
     if not chosen:
-        return images, masks
-    out_images, out_masks = images.clone(), masks.clone()  # donors are read from the batch as it came
+        return images, masks, soft
+    # Donors are read from the batch as it came.
+    out_images, out_masks = images.clone(), masks.clone()
+    out_soft = None if soft is None else soft.clone()
     donors = torch.randperm(n, generator=generator, device=images.device).tolist()
     sizes = uniform(generator, images, n, *scale)
     corners = uniform(generator, images, 2 * n)
@@ -115,7 +129,10 @@ def paste_small(images: torch.Tensor, masks: torch.Tensor, generator: torch.Gene
             images[j:j + 1], size=(ph, pw), mode="bilinear", antialias=True, align_corners=False)[0]
         out_masks[i, top:top + ph, left:left + pw] = F.interpolate(
             masks[j:j + 1, None].float(), size=(ph, pw), mode="nearest")[0, 0].long()
-    return out_images, out_masks
+        if soft is not None:
+            out_soft[i, :, top:top + ph, left:left + pw] = F.interpolate(
+                soft[j:j + 1], size=(ph, pw), mode="bilinear", antialias=True, align_corners=False)[0]
+    return out_images, out_masks, out_soft
 
 
 def uniform(generator: torch.Generator, like: torch.Tensor, n: int, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
@@ -125,13 +142,14 @@ def uniform(generator: torch.Generator, like: torch.Tensor, n: int, low: float =
 
 def random_resized_crop(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator,
                         scale: tuple[float, float] = (0.35, 1.0), ratio: tuple[float, float] = (0.75, 4 / 3),
-                        degrees: float = 10.0) -> tuple[torch.Tensor, torch.Tensor]:
+                        degrees: float = 10.0, soft: torch.Tensor | None = None) -> Labels:
     """Per photo: a crop of random area and aspect, rotated, resampled back to full size.
 
     Done as one affine sampling grid per photo (F.affine_grid works in [-1, 1] coordinates, so a
     crop spanning a fraction w of the width maps output x ∈ [-1, 1] to input centre ± w).
     Photos are resampled bilinearly with black outside; masks by nearest neighbour with IGNORE
-    outside, so the loss never learns from pixels that were not in the photo."""
+    outside, so the loss never learns from pixels that were not in the photo; soft targets
+    bilinearly with 0 (no target) outside."""
     n = len(images)
     area = uniform(generator, images, n, *scale)
     aspect = torch.exp(uniform(generator, images, n, math.log(ratio[0]), math.log(ratio[1])))
@@ -148,7 +166,9 @@ def random_resized_crop(images: torch.Tensor, masks: torch.Tensor, generator: to
     shifted = F.grid_sample((masks[:, None].float() - IGNORE + 1), grid, mode="nearest", padding_mode="zeros",
                             align_corners=False)[:, 0].long()
     masks = torch.where(shifted > 0, shifted + IGNORE - 1, IGNORE)
-    return images, masks
+    if soft is not None:
+        soft = F.grid_sample(soft, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return images, masks, soft
 
 
 def colour_jitter(images: torch.Tensor, generator: torch.Generator, strength: float = 0.3,
