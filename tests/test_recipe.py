@@ -279,3 +279,19 @@ def test_evaluate_record_keeps_the_scores_and_the_training_photos_in_the_checkpo
     with pytest.raises(SystemExit):  # nor are the scores of masks the app does not make
         evaluate.main(["--checkpoint", str(folder), "--record", "--scales", "0.75", "1", "1.25"])
     assert evaluate.evaluate(str(folder), str(tiny_data), scales=(0.5, 1.0))["scales"] == [0.5, 1.0]
+    with pytest.raises(SystemExit):  # nor an ensemble's
+        evaluate.main(["--checkpoint", str(folder), "--record", "--ensemble", str(tiny_checkpoint)])
+
+
+def test_evaluate_scores_an_ensemble_by_its_averaged_answers(tiny_data, tiny_checkpoint, tiny_class_checkpoint):
+    alone = evaluate.evaluate(str(tiny_checkpoint), str(tiny_data), small_pets=True)
+    twice = evaluate.evaluate(str(tiny_checkpoint), str(tiny_data), small_pets=True, ensemble=[str(tiny_checkpoint)])
+    assert {k: twice[k] for k in ("pixel_accuracy", "iou", "small_pets")} == \
+        {k: alone[k] for k in ("pixel_accuracy", "iou", "small_pets")}  # a model averaged with itself is itself
+    pair = evaluate.evaluate(str(tiny_checkpoint), str(tiny_data), ensemble=[str(tiny_class_checkpoint)])
+    models = [ckpt.load_model(tiny_checkpoint), ckpt.load_model(tiny_class_checkpoint)]
+    test = PetDataset(tiny_data, "test", 32)
+    images, masks = torch.stack([test[i][0] for i in range(len(test))]), torch.stack([test[i][1] for i in range(len(test))])
+    expected = (mask_probabilities(models, images, flip=True).argmax(1) == masks).float().mean().item()
+    assert pair["pixel_accuracy"] == pytest.approx(expected, abs=1e-6)
+    assert pair["ensemble"] == [str(tiny_class_checkpoint)] and "classes" not in pair  # the class head is one model's

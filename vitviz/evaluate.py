@@ -3,7 +3,8 @@
 Deterministic (eval mode, resize only) over the split's labeled photos. Each photo's probabilities
 are averaged with its mirror image's (test-time augmentation), as the app's masks are; `--no-flip`
 scores one forward pass, as the training curve does; `--scales 0.75 1 1.25` also averages over the
-photo resized (an experiment: the app does not, so `--record` refuses it). `--small-pets` adds the wide-scene stand-in
+photo resized, and `--ensemble DIR …` over other checkpoints' answers too (experiments: the app
+shows one model at one size, so `--record` refuses both). `--small-pets` adds the wide-scene stand-in
 of `vitviz.training.smallpets` (pet IoU of the photos shrunk onto a grey and onto a mirrored canvas).
 `--record` keeps the result in the checkpoint's metrics.json under "evaluation", with the command
 and the photos the model was trained on, counted in the same data folder: the app's Segment tab
@@ -46,20 +47,24 @@ def class_accuracy(model, dataset: PetDataset, class_labels: str, device: torch.
 
 def evaluate(checkpoint: str, data_root: str | None, split: str = "test", epoch: int | None = None,
              device: str = "auto", batch_size: int = 64, flip: bool = True, small_pets: bool = False,
-             scales: Sequence[float] = (1.0,)) -> dict:
+             scales: Sequence[float] = (1.0,), ensemble: Sequence[str] = ()) -> dict:
     dev = pick_device(device)
     model = load_model(checkpoint, epoch, dev)
+    models = [model, *(load_model(other, None, dev) for other in ensemble)]
+    if any(other.cfg.image_size != model.cfg.image_size for other in models):
+        raise ValueError("every model of an ensemble must work at the same image size")
     dataset = PetDataset(data_root, split, model.cfg.image_size, "none")
-    result = evaluate_model(model, DataLoader(dataset, batch_size=batch_size), dev, flip, scales)
+    result = evaluate_model(models, DataLoader(dataset, batch_size=batch_size), dev, flip, scales)
     out = {"pixel_accuracy": result["pixel_accuracy"], "miou": result["miou"], "iou": result["iou"],
            "n_images": len(dataset), "checkpoint": str(checkpoint), "epoch": epoch, "split": split, "flip": flip,
-           **({"scales": list(scales)} if list(scales) != [1.0] else {})}
-    if model.class_head is not None:
+           **({"scales": list(scales)} if list(scales) != [1.0] else {}),
+           **({"ensemble": [str(other) for other in ensemble]} if ensemble else {})}
+    if model.class_head is not None and not ensemble:
         every_photo = PetDataset(data_root, split, model.cfg.image_size, "none", segmentation=False)
         out["classes"] = {"n_images": len(every_photo),
                           **class_accuracy(model, every_photo, read_config(checkpoint)["train"]["class_labels"], dev)}
     if small_pets:
-        out["small_pets"] = {canvas: small_pet_scores(model, dataset, canvas, flip, test_scales=tuple(scales))
+        out["small_pets"] = {canvas: small_pet_scores(models, dataset, canvas, flip, test_scales=tuple(scales))
                              for canvas in ("grey", "mirror")}
     return out
 
@@ -100,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0], metavar="S",
                         help="also average over the photo resized by these factors, e.g. 0.75 1 1.25 (the app "
                              "does not: a measured experiment)")
+    parser.add_argument("--ensemble", nargs="+", default=[], metavar="DIR",
+                        help="also average the answers of these checkpoints (the app shows one model: an experiment)")
     parser.add_argument("--small-pets", action="store_true", help="also score the photos shrunk to 10-50%% of the frame")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--record", action="store_true",
@@ -109,11 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--record keeps the scores of the final weights: leave out --epoch")
     if args.record and args.scales != [1.0]:
         parser.error("--record keeps the scores of the app's masks, made at the photo's one size: leave out --scales")
+    if args.record and args.ensemble:
+        parser.error("--record keeps the scores of the checkpoint's own masks: leave out --ensemble")
     if any(not 0.1 <= s <= 4 for s in args.scales):
         parser.error("--scales: each factor between 0.1 and 4")
     try:
         result = evaluate(args.checkpoint, args.data_root, args.split, args.epoch, args.device,
-                          flip=args.flip, small_pets=args.small_pets, scales=args.scales)
+                          flip=args.flip, small_pets=args.small_pets, scales=args.scales, ensemble=args.ensemble)
         if args.record:
             record(args.checkpoint, result, args.data_root, sys.argv[1:] if argv is None else argv)
     except (CheckpointError, ValueError, FileNotFoundError) as e:

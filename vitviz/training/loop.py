@@ -34,7 +34,7 @@ from vitviz.training import checkpoint as ckpt
 from vitviz.training.data import IGNORE, SPECIES, TRAINING_SPLIT, PetDataset, breed_names, resolve_root
 from vitviz.training.losses import LOSSES, TARGET_LOSSES, target_distribution
 from vitviz.training.metrics import confusion, summarize
-from vitviz.training.predict import mask_probabilities
+from vitviz.training.predict import as_list, mask_probabilities
 from vitviz.training.pseudo_labels import check_pseudo_labels
 from vitviz.training.presets import TrainConfig
 from vitviz.training.resident import ResidentSet, paste_small
@@ -141,12 +141,13 @@ def segmentation_loss(model_out, masks, labels, cfg: TrainConfig, soft: torch.Te
 
 
 @torch.no_grad()
-def evaluate_model(model: SegmentationViT, loader: DataLoader, device: torch.device, flip: bool = False,
-                   scales: Sequence[float] = (1.0,)) -> dict:
+def evaluate_model(model: SegmentationViT | list[SegmentationViT], loader: DataLoader, device: torch.device,
+                   flip: bool = False, scales: Sequence[float] = (1.0,)) -> dict:
     """Loss (cross-entropy) and segmentation metrics over a loader, deterministic (eval mode, no
     augmentation); `flip` averages each photo's probabilities with its mirror image's, `scales`
-    over the photo resized (`predict.mask_probabilities`)."""
-    model.eval()
+    over the photo resized, a list of models over an ensemble (`predict.mask_probabilities`)."""
+    for one in as_list(model):
+        one.eval()
     conf = torch.zeros(3, 3, dtype=torch.long)
     loss_sum, pixels = 0.0, 0
     for images, masks, *_ in loader:

@@ -55,6 +55,10 @@ def dice_to(logits: torch.Tensor, targets: torch.Tensor, eps: float = 1.0) -> to
     return 1 - ((2 * overlap + eps) / (total + eps)).mean()
 
 
+def cross_entropy_dice_to(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return cross_entropy_to(logits, targets) + dice_to(logits, targets)
+
+
 def _jaccard_steps(truth_sorted: torch.Tensor) -> torch.Tensor:
     """How much the Jaccard loss grows as each pixel, in order of decreasing error, turns wrong:
     the gradient of its Lovász extension (Berman et al. 2018, Alg. 1)."""
@@ -89,4 +93,4 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "ce": cross_entropy, "ce_dice": cross_entropy_dice, "ce_lovasz": cross_entropy_lovasz}
 # Lovász-softmax sorts pixels by their error against a hard truth: it has no soft-target form.
 TARGET_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "ce": cross_entropy_to, "ce_dice": lambda logits, targets: cross_entropy_to(logits, targets) + dice_to(logits, targets)}
+    "ce": cross_entropy_to, "ce_dice": cross_entropy_dice_to}

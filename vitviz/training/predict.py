@@ -23,7 +23,7 @@ def mask_probabilities(models: SegmentationViT | list[SegmentationViT], images: 
                        flip: bool = False, scales: Sequence[float] = (1.0,)) -> torch.Tensor:
     """(B, C, H, W) softmax probabilities, the mean over `models` (and the flipped photos, and the
     photos resized by each of `scales`, answers resized back)."""
-    models = models if isinstance(models, list) else [models]
+    models = as_list(models)
     total = 0
     for model in models:
         for scale in scales:
@@ -35,6 +35,11 @@ def mask_probabilities(models: SegmentationViT | list[SegmentationViT], images: 
                 probs = F.interpolate(probs, size=images.shape[-2:], mode="bilinear", align_corners=False)
             total = total + probs
     return total / (len(models) * len(scales))
+
+
+def as_list(models: SegmentationViT | list[SegmentationViT]) -> list[SegmentationViT]:
+    """One model or an ensemble, as a list."""
+    return models if isinstance(models, list) else [models]
 
 
 def rescaled(images: torch.Tensor, scale: float, patch_size: int) -> torch.Tensor:

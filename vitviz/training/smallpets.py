@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from vitviz.training.data import CLASS_NAMES, PetDataset
 from vitviz.training.metrics import confusion, summarize
-from vitviz.training.predict import mask_probabilities
+from vitviz.training.predict import as_list, mask_probabilities
 
 SCALES = (0.1, 0.2, 0.3, 0.4, 0.5)
 BACKGROUND = CLASS_NAMES.index("background")
@@ -50,9 +50,10 @@ def small_pet_scores(model, dataset: PetDataset, canvas: str, flip: bool = False
     """Pet IoU over the whole split at each scale, and their mean; `flip` and `test_scales` as in
     `predict.mask_probabilities`. Photo i sits at a fixed place
     drawn from a generator seeded with 0, so every model is scored on the same pictures. The
-    pictures are made on the CPU and scored on the model's device."""
-    model.eval()
-    device = next(model.parameters()).device
+    pictures are made on the CPU and scored on the model's device (`model` may be an ensemble)."""
+    for one in as_list(model):
+        one.eval()
+    device = next(as_list(model)[0].parameters()).device
     places = torch.rand(len(dataset), 2, generator=torch.Generator().manual_seed(0)).tolist()
     photos = [dataset[i][:2] for i in range(len(dataset))]
     by_scale = {}
