@@ -32,7 +32,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitviz.app.inference import analyse
 from vitviz.model.patches import unpatchify
 from vitviz.model.vit import SegmentationViT, ViTConfig
 from vitviz.training.loop import git_commit, pick_device
@@ -71,6 +70,8 @@ def send_picture(image: np.ndarray, image_format: str, cache_dir: str) -> str:
 
 
 def bench_interactive(checkpoint: str, repeats: int) -> dict:
+    # The app's modules, imported here: a GPU machine that runs the rest may lack the app's packages.
+    from vitviz.app.inference import analyse
     from vitviz.ui.attention import status_text
     from vitviz.views.attention import attention_pictures, mean_attention_distance
     from vitviz.views.attention_browser import attention_maps_data
@@ -290,10 +291,12 @@ def main(argv: list[str] | None = None) -> int:
                "threads": torch.get_num_threads(), "torch": torch.__version__, "commit": git_commit(),
                "date": time.strftime("%Y-%m-%d"), "quick": args.quick}
     repeats = 10 if args.quick else 40
-    if Path(args.checkpoint, "config.json").is_file():
-        results["interactive"] = bench_interactive(args.checkpoint, repeats)
-    else:
+    if not Path(args.checkpoint, "config.json").is_file():
         results["interactive"] = {"skipped": f"no checkpoint at {args.checkpoint}"}
+    elif any(importlib.util.find_spec(name) is None for name in ("gradio", "plotly")):
+        results["interactive"] = {"skipped": "the app's packages are not installed (pip install -r requirements.txt)"}
+    else:
+        results["interactive"] = bench_interactive(args.checkpoint, repeats)
     if importlib.util.find_spec("timm") is None:  # a benchmark-only dependency
         results["training"] = {"skipped": "timm is not installed (pip install -r requirements-bench.txt)"}
     else:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from vitviz.training import checkpoint as ckpt
-from vitviz.training.loop import device_description, git_commit
+from vitviz.training.loop import device_description, git_commit, pick_device
 from vitviz.training.pseudo_labels import pseudo_label
 
 
@@ -34,20 +34,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the teacher's probabilities for every pixel instead of its confident top class")
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0],
                         help="also average the teacher's answers over the photos resized by these factors")
+    parser.add_argument("--device", default="auto", help="where the teachers run (a GPU when there is one)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.time()
     try:
-        teachers = [ckpt.load_model(folder, None, torch.device("cpu")) for folder in args.teacher]
-        names, labels, stats = pseudo_label(teachers, args.data_root, args.threshold, scales=args.scales,
-                                            soft=args.soft)
+        device = pick_device(args.device)
+        teachers = [ckpt.load_model(folder, None, device) for folder in args.teacher]
+        names, labels, stats = pseudo_label(teachers, args.data_root, args.threshold, device=device,
+                                            scales=args.scales, soft=args.soft)
     except (ckpt.CheckpointError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     command = "python -m vitviz.pseudo " + shlex.join(sys.argv[1:] if argv is None else argv)
-    stats.update(wall_time_s=time.time() - started, device=device_description(torch.device("cpu")), commit=git_commit())
+    stats.update(wall_time_s=time.time() - started, device=device_description(device), commit=git_commit())
     meta = {"names": json.dumps(names), "teachers": json.dumps(args.teacher), "command": command,
             "stats": json.dumps(stats), **({} if args.soft else {"threshold": str(args.threshold)})}
     ckpt.atomic_save_tensors(Path(args.out), {"probabilities" if args.soft else "masks": labels}, meta)
