@@ -16,7 +16,7 @@ from vitviz.training.checkpoint import read_metrics
 from vitviz.training.jobs import process_alive
 from vitviz.views.epochs import export_gif, final_label, metrics_text, overlay_frame, progression
 from vitviz.views.segment import (CLASS_COLOURS, class_shares, colour_mask, legend_html, overlay_mask, probability_maps,
-                                  top_guesses)
+                                  top_guesses, unsure_pixels)
 
 PHOTO = np.random.default_rng(0).integers(0, 256, (53, 37, 3), dtype=np.uint8)  # odd, taller than wide
 
@@ -128,10 +128,14 @@ def test_metrics_come_from_the_finished_summary_when_there_is_no_jsonl(tmp_path)
     assert read_metrics(tmp_path / "missing") == {}
 
 
-def test_the_mask_at_photo_size_is_computed_once_and_counted(tiny_checkpoint, cache):
+def test_the_mask_and_unsure_pixels_at_photo_size_are_computed_once_and_counted(tiny_checkpoint, cache):
     """The Segment tab and the tour both read it, for every session showing the photo."""
     analysis = cache.analysis(np.random.default_rng(2).integers(0, 256, (30, 50, 3), dtype=np.uint8),
                               str(tiny_checkpoint))
     before = analysis.nbytes
     mask = analysis.mask_at_photo_size()
     assert analysis.mask_at_photo_size() is mask and analysis.nbytes == before + mask.nbytes
+    # The unsure pixels likewise, once the marking is asked for: an opacity change reuses them.
+    unsure = analysis.unsure_at_photo_size()
+    assert unsure.shape == (30, 50) and np.array_equal(unsure, unsure_pixels(analysis.probs_at_photo_size()))
+    assert analysis.unsure_at_photo_size() is unsure and analysis.nbytes == before + mask.nbytes + unsure.nbytes

@@ -21,7 +21,7 @@ from vitviz.training.checkpoint import load_model, read_config
 from vitviz.training.predict import flip_averaged
 from vitviz.views.attention import attention_rollout
 from vitviz.views.pictures import CLICKABLE_SIDE, draw_patch_grid, fit_photo, fit_size, outline_patch
-from vitviz.views.segment import class_mask, resampled
+from vitviz.views.segment import class_mask, resampled, unsure_pixels
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Analysis:
     has_class_token: bool
     _fitted: dict[tuple[int, bool, int], np.ndarray] = field(default_factory=dict, repr=False, compare=False)
     _mask: np.ndarray | None = field(default=None, repr=False, compare=False)  # `mask_at_photo_size`, once
+    _unsure: np.ndarray | None = field(default=None, repr=False, compare=False)  # `unsure_at_photo_size`, once
 
     @property
     def image_size(self) -> int:
@@ -70,7 +71,7 @@ class Analysis:
         floats), the photo and its fitted copies. 2.4 MB for the default model on a 128 px photo
         (0.6 MB of it attention: 64 tokens), 22 MB for the article's (mostly attention)."""
         tensors = [self.image, self.probs, *(stage.tensor for stage in self.trace.stages), *self.trace.attentions]
-        kept = [*self._fitted.values(), *([] if self._mask is None else [self._mask])]
+        kept = [*self._fitted.values(), *(array for array in (self._mask, self._unsure) if array is not None)]
         return self.photo.nbytes + sum(a.nbytes for a in kept) + sum(t.numel() * t.element_size() for t in tensors)
 
     @cached_property
@@ -88,6 +89,14 @@ class Analysis:
         if self._mask is None:
             self._mask = class_mask(self.probs_at_photo_size())
         return self._mask
+
+    def unsure_at_photo_size(self) -> np.ndarray:
+        """(H0, W0) True where the model is unsure (`unsure_pixels`) at the photo's own size; kept
+        once asked for (a byte a pixel, like the mask), so an opacity change does not resample the
+        probabilities again."""
+        if self._unsure is None:
+            self._unsure = unsure_pixels(self.probs_at_photo_size())
+        return self._unsure
 
 
 def photo_to_input(photo: np.ndarray, size: int) -> torch.Tensor:

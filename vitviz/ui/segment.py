@@ -110,7 +110,7 @@ def build(ctx: Context) -> Refresh:
 
 def overlay_picture(analysis: Analysis, alpha: float, show_unsure: bool) -> np.ndarray:
     """The mask over the photo at the photo's size, the unsure pixels marked if asked."""
-    marked = unsure_pixels(analysis.probs_at_photo_size()) if show_unsure else None
+    marked = analysis.unsure_at_photo_size() if show_unsure else None
     return overlay_mask(analysis.photo, analysis.mask_at_photo_size(), alpha, len(analysis.probs), marked)
 
 
