@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one prepared command for a lent GPU (README "On a lent GPU"): the self-training recipe at the
+# The one prepared command for a lent GPU (README, "Commands"): the self-training recipe at the
 # scale a GPU allows, then the GPU part of the benchmarks, everything brought back under OUT_DIR.
 #
 #   bash scripts/gpu_recipe.sh pack DATA_ROOT   here: the trainval photos and trimaps into data-pack/
@@ -7,13 +7,14 @@
 #                                               can reach training there either)
 #   bash scripts/gpu_recipe.sh run OUT_DIR      there, with data-pack carried:
 #     1. soft pseudo-labels of the shipped default (the teacher trained on this CPU; three sizes, mirrored)
-#     2. a student from scratch on the 400 labeled + 3,280 soft-labeled photos: a one-epoch probe
+#     2. a student from scratch on the 400 labeled + 3,280 soft-labeled photos: a three-epoch probe
 #        measures the pace, then as many epochs as fit STUDENT_S seconds (the CPU's run had 35)
 #     3. the student continued on the 400 labels like the default (100 epochs, lr 2e-4)
 #     4. both exported as one checkpoint (every stage's command, commit, device, wall time), tarred
 #     5. python -m vitviz.bench on the GPU, in the time left (BENCH=0 skips it)
 # The curves are scored on trainval (no test photo is there); score the test split back here:
-#   tar -xf OUT/gpu-student.tar -C runs && python -m vitviz.evaluate --checkpoint runs/gpu-student ...
+#   tar -xf OUT/gpu-student.tar -C runs && python -m vitviz.evaluate --checkpoint runs/gpu-student-shipped \
+#     --data-root ../shared/data --split test --json --small-pets
 # Every stage is resumable (scripts/stage.sh): rerun the same command on a machine still warm.
 set -euo pipefail
 cd "$(dirname "$0")/.."

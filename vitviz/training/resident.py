@@ -11,6 +11,8 @@ drawn per photo from a generator seeded per epoch, so a resumed run repeats an u
   flip_jitter: horizontal flip (p = 0.5), brightness, contrast and saturation ×[0.7, 1.3], hue ±0.05;
   strong: also a random resized crop (area 35–100 %, aspect 3:4–4:3) rotated by up to ±10°.
 `paste_small` (any augmentation, `TrainConfig.paste`) is the zoom-out for wide scenes.
+A teacher's soft pseudo-labels (`soft`, per-pixel distributions) go through every geometric step
+beside the masks, resampled bilinearly where the masks take the nearest class.
 """
 
 import math
@@ -84,11 +86,11 @@ class ResidentSet:
             yield images, masks, self.breeds[index], self.species[index], soft
 
 
-Labels = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # images, masks, soft targets or None
+Augmented = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # images, masks, soft targets or None
 
 
 def augment_batch(images: torch.Tensor, masks: torch.Tensor, augment: str, generator: torch.Generator,
-                  soft: torch.Tensor | None = None) -> Labels:
+                  soft: torch.Tensor | None = None) -> Augmented:
     """Augment a batch on its device: 'none', 'flip_jitter' or 'strong' (see the module text).
     Soft targets move with their pixels, resampled bilinearly (a mix of distributions is one)."""
     if augment == "none":
@@ -106,7 +108,7 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor, augment: str, gener
 
 
 def paste_small(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator, share: float,
-                scale: tuple[float, float] = (0.2, 0.6), soft: torch.Tensor | None = None) -> Labels:
+                scale: tuple[float, float] = (0.2, 0.6), soft: torch.Tensor | None = None) -> Augmented:
     """Zoom out on a `share` of the batch: another photo of the batch, shrunk to 20–60 % of the
     side, is pasted with its mask at a random place. Users' photos often show a small pet in a
     wide frame, which random crops (zoom-in only) never do; both masks stay true, so every pixel
@@ -142,7 +144,7 @@ def uniform(generator: torch.Generator, like: torch.Tensor, n: int, low: float =
 
 def random_resized_crop(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator,
                         scale: tuple[float, float] = (0.35, 1.0), ratio: tuple[float, float] = (0.75, 4 / 3),
-                        degrees: float = 10.0, soft: torch.Tensor | None = None) -> Labels:
+                        degrees: float = 10.0, soft: torch.Tensor | None = None) -> Augmented:
     """Per photo: a crop of random area and aspect, rotated, resampled back to full size.
 
     Done as one affine sampling grid per photo (F.affine_grid works in [-1, 1] coordinates, so a
