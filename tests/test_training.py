@@ -182,3 +182,18 @@ def test_export_ships_fp16_weights_and_int8_snapshots_that_still_segment(tiny_da
     assert torch.allclose(a, b, atol=0.05 * a.abs().max().item())
     final = json.loads((dest / "metrics.json").read_text())
     assert final["shipped"]["snapshot_format"] == "int8-rowwise"
+
+
+def test_the_commit_is_read_from_git_else_from_the_environment(monkeypatch):
+    from vitviz.training import loop
+
+    assert len(loop.git_commit().removesuffix("-dirty")) == 40  # this checkout is a git repository
+
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError("git")  # a copy of the code without git (a lent GPU's)
+
+    monkeypatch.setattr(loop.subprocess, "run", no_git)
+    monkeypatch.delenv(loop.COMMIT_VAR, raising=False)
+    assert loop.git_commit() == "unknown"
+    monkeypatch.setenv(loop.COMMIT_VAR, "abc123")
+    assert loop.git_commit() == "abc123"

@@ -83,14 +83,18 @@ def num_classes_for(cfg: TrainConfig, root: Path) -> int:
     return len(SPECIES) if cfg.class_labels == "species" else len(breed_names(root))
 
 
+COMMIT_VAR = "VITVIZ_COMMIT"  # the commit, for a copy of the code without its git history (a lent GPU's)
+
+
 def git_commit() -> str:
+    """The commit the code runs from ("-dirty" with uncommitted changes), else $VITVIZ_COMMIT, else "unknown"."""
     try:
         here = Path(__file__).resolve().parent
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return os.environ.get(COMMIT_VAR) or "unknown"
 
 
 # --- training state: one atomic safetensors file --------------------------------------------------
