@@ -43,7 +43,7 @@ def test_a_head_clicked_off_in_the_chart_changes_the_mask(tmp_path):
         click_at(page, "knockout-chart", (LEFT + 1.5 * CELL) / width, (TOP + 2.5 * CELL) / height)
         assert page.locator("#knockout-chart img").evaluate("img => [img.naturalWidth, img.naturalHeight]") \
             == [width, height]
-        expect(summary).to_contain_text("Switched off: heads 3·2.", timeout=WAIT_MS)
+        expect(summary).to_contain_text("Switched off: head 3·2.", timeout=WAIT_MS)
         page.get_by_text("Heads by number").click()  # the same switches, folded away: checked there too
         expect(page.locator("#knockout-heads input[type=checkbox]:checked")).to_have_count(1, timeout=WAIT_MS)
         expect(page.locator("#knockout-heads label", has_text="3·2").locator("input")).to_be_checked()

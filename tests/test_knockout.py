@@ -219,11 +219,24 @@ def test_the_tab_offers_the_models_heads_and_blocks_and_starts_with_nothing_off(
     assert "Not measured yet" in note and chart.shape[2] == 3
 
 
+def test_another_model_redraws_once_even_when_it_drops_switches(app):
+    """Switches the new model lacks (block 3 of a 2-block model) are dropped from the controls, whose
+    change event then draws: the refresh must not draw too (that cost two more forward passes)."""
+    demo, key = app
+    kept = tab(demo)["refresh"](key, (3, 2), None, ["3.1"], [1, 3], [], False, "none", "en")
+    shape, heads, attention, mlp, note, before, after, changed, summary, chart = kept
+    assert shape == (2, 2) and heads["value"] == [] and attention["value"] == [1] and mlp["value"] == []
+    assert all(value == gr.skip() for value in (before, after, changed, summary, chart))  # left to the switches
+    # Nothing dropped (no change event will fire): the refresh draws.
+    redrawn = tab(demo)["refresh"](key, (3, 2), None, [], [1], [], False, "none", "en")
+    assert redrawn[6] is not None and "attention of block 1" in redrawn[8]
+
+
 def test_a_knock_out_redraws_the_mask_and_scores_it_against_the_photos_trimap(app):
     demo, key = app
     before, after, changed, summary, chart = tab(demo)["on_control"](key, None, [], [1, 2], [1, 2], False, "none",
                                                                      "en")
-    assert "Switched off: whole block 1, 2." in summary
+    assert "Switched off: whole blocks 1, 2." in summary
     assert "of the 32×32 pixels the model predicts changed class" in summary
     assert "Pixel accuracy against this photo's trimap" in summary  # a data-set photo: it has one
     share = float(summary.split("**")[1].rstrip("%")) / 100
@@ -239,7 +252,9 @@ def test_a_click_on_the_chart_switches_a_head_off_then_on_again(app):
     assert click(key, [], select([3, 3]), "en") == gr.skip()  # a block label, not a cell
     # the switch it sets draws like any other: its change redraws the mask
     summary = tab(demo)["on_control"](key, None, ["2.1"], [], [], False, "none", "en")[3]
-    assert "Switched off: heads 2·1." in summary
+    assert "Switched off: head 2·1." in summary
+    summary = tab(demo)["on_control"](key, None, ["2.1", "1.2"], [2], [], False, "none", "en")[3]
+    assert "Switched off: heads 1·2, 2·1; attention of block 2." in summary  # one head, or several
 
 
 def test_every_switch_draws_through_one_listener_whose_last_change_lands_last(app):
@@ -285,4 +300,4 @@ def test_malformed_controls_get_one_line(app):
             handlers["on_chart_click"](key, [], select(index), "en")
     # a head or block of a bigger model (kept from another checkpoint) is dropped, not refused
     summary = handlers["on_control"](key, None, ["6.6", "1.1"], [9], [], False, "none", "en")[3]
-    assert "Switched off: heads 1·1." in summary
+    assert "Switched off: head 1·1." in summary

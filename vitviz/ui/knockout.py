@@ -163,17 +163,21 @@ def build(ctx: Context) -> Refresh:
         depth, n_heads = analysis_shape(analysis)
         # What another model had and this one lacks (block 6 of a 4-block model) is dropped.
         knockout = checked(analysis, heads_, attention_, mlp_, position_, shuffle_, lang)
-        updates = {}
-        if shape_ != (depth, n_heads):  # another model: new choices
-            updates = {shape: (depth, n_heads),
-                       heads: gr.update(choices=head_choices(depth, n_heads),
-                                        value=[head_value(b, h) for b, h in sorted(knockout.heads)]),
-                       attention: gr.update(choices=block_choices(depth),
-                                            value=sorted(b + 1 for b in knockout.attention)),
-                       mlp: gr.update(choices=block_choices(depth), value=sorted(b + 1 for b in knockout.mlp))}
         note = gr.skip() if np.isfinite(measured_for(key, measured, (depth, n_heads))).all() else \
             text("knockout.not_measured", lang)
-        return {**updates, chart_note: note, **draw(key, analysis, knockout, measured, lang)}
+        if shape_ == (depth, n_heads):
+            return {chart_note: note, **draw(key, analysis, knockout, measured, lang)}
+        # Another model: new choices, and the switches it lacks dropped.
+        kept = {heads: [head_value(b, h) for b, h in sorted(knockout.heads)],
+                attention: sorted(b + 1 for b in knockout.attention), mlp: sorted(b + 1 for b in knockout.mlp)}
+        updates = {shape: (depth, n_heads), chart_note: note,
+                   heads: gr.update(choices=head_choices(depth, n_heads), value=kept[heads]),
+                   attention: gr.update(choices=block_choices(depth), value=kept[attention]),
+                   mlp: gr.update(choices=block_choices(depth), value=kept[mlp])}
+        given = {heads: heads_, attention: attention_, mlp: mlp_}
+        if any(set(kept[control]) != set(given[control] or []) for control in kept):
+            return updates  # a switch was dropped: its change event draws, as for any change of the switches
+        return {**updates, **draw(key, analysis, knockout, measured, lang)}
 
     # One listener for every switch, fired by their changes (a click, the chart, the reset): the
     # page sends a change made while the previous one is drawn once that is done, with the switches
@@ -223,15 +227,18 @@ def summary_text(analysis: Analysis, knockout: KnockOut, base: torch.Tensor, aft
 
 def describe(knockout: KnockOut, lang: str) -> str:
     """The knock-out in words: "heads 2·6, 3·1; attention of block 2; position embedding"."""
+    def counted(key: str, items: set) -> str:  # "head 3·2" but "heads 3·2, 4·1" (`_many`)
+        return f"knockout.{key}{'_many' if len(items) > 1 else ''}"
+
     parts = []
     if knockout.heads:
-        parts.append(text("knockout.what_heads", lang, heads=", ".join(f"{b + 1}·{h + 1}"
-                                                                       for b, h in sorted(knockout.heads))))
+        parts.append(text(counted("what_heads", knockout.heads), lang,
+                          heads=", ".join(f"{b + 1}·{h + 1}" for b, h in sorted(knockout.heads))))
     whole = knockout.attention & knockout.mlp
     for key, blocks in (("what_blocks", whole), ("what_attention", knockout.attention - whole),
                         ("what_mlp", knockout.mlp - whole)):
         if blocks:
-            parts.append(text(f"knockout.{key}", lang, blocks=", ".join(str(b + 1) for b in sorted(blocks))))
+            parts.append(text(counted(key, blocks), lang, blocks=", ".join(str(b + 1) for b in sorted(blocks))))
     if knockout.position:
         parts.append(text("knockout.what_position", lang))
     if knockout.shuffle != "none":
