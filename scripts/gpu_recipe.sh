@@ -7,7 +7,8 @@
 #                                               can reach training there either)
 #   VITVIZ_COMMIT=<commit> bash scripts/gpu_recipe.sh run OUT_DIR
 #                                               there, with data-pack carried (the copy there has no git
-#                                               history: the commit is passed in, for the records):
+#                                               history: the commit is passed in, for the records;
+#                                               give the device command timeout_s 590, BUDGET_S is 560):
 #     1. soft pseudo-labels of the shipped default (the teacher trained on this CPU; three sizes, mirrored)
 #     2. a student from scratch on the 400 labeled + 3,280 soft-labeled photos: a three-epoch probe
 #        measures the pace, then as many epochs as fit STUDENT_S seconds (the CPU's run had 35)
