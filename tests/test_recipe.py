@@ -178,6 +178,9 @@ def test_soft_pseudo_labels_keep_the_teachers_probabilities_and_train_a_student(
     args = ["--preset", "tiny", "--data-root", str(tiny_data), "--runs-dir", str(runs), "--workers", "0", "--epochs", "1",
             "--init-from", str(tiny_checkpoint), "--pseudo-labels", str(out), "--paste", "0.5", "--augment", "strong"]
     assert train.main(args + ["--name", "lovasz", "--loss", "ce_lovasz"]) == 2  # no soft form: refused in one line
+    for wrong in (["--soft", "--threshold", "0.5"], ["--threshold", "1.5"], ["--scales", "0"]):
+        with pytest.raises(SystemExit):
+            pseudo.main(["--teacher", str(tiny_checkpoint), "--data-root", str(tiny_data), "--out", str(out), *wrong])
     assert train.main(args + ["--name", "student", "--loss", "ce_dice"]) == 0
     curve = json.loads((runs / "student" / "metrics.json").read_text())["curve"]
     assert math.isfinite(curve[0]["train_loss"]) and curve[0]["train_loss"] > 0

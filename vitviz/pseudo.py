@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher", action="append", required=True, help="checkpoint or run folder (repeat for an ensemble)")
     parser.add_argument("--data-root", default=None, help="dataset folder (or $VITVIZ_DATA)")
     parser.add_argument("--out", required=True, help="safetensors file to write")
-    parser.add_argument("--threshold", type=float, default=0.7, help="keep pixels whose top probability reaches this")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="keep pixels whose top probability reaches this (default 0.7; not with --soft)")
     parser.add_argument("--soft", action="store_true",
                         help="keep the teacher's probabilities for every pixel instead of its confident top class")
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0],
@@ -37,13 +38,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="where the teachers run (a GPU when there is one)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
+    if args.soft and args.threshold is not None:
+        parser.error("--soft keeps every pixel's probabilities: leave out --threshold")
+    threshold = 0.7 if args.threshold is None else args.threshold
+    if not 0 <= threshold <= 1:
+        parser.error("--threshold is a probability, between 0 and 1")
+    if any(not 0.1 <= s <= 4 for s in args.scales):
+        parser.error("--scales: each factor between 0.1 and 4")
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.time()
     try:
         device = pick_device(args.device)
         teachers = [ckpt.load_model(folder, None, device) for folder in args.teacher]
-        names, labels, stats = pseudo_label(teachers, args.data_root, args.threshold, device=device,
+        names, labels, stats = pseudo_label(teachers, args.data_root, threshold, device=device,
                                             scales=args.scales, soft=args.soft)
     except (ckpt.CheckpointError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -51,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m vitviz.pseudo " + shlex.join(sys.argv[1:] if argv is None else argv)
     stats.update(wall_time_s=time.time() - started, device=device_description(device), commit=git_commit())
     meta = {"names": json.dumps(names), "teachers": json.dumps(args.teacher), "command": command,
-            "stats": json.dumps(stats), **({} if args.soft else {"threshold": str(args.threshold)})}
+            "stats": json.dumps(stats), **({} if args.soft else {"threshold": str(threshold)})}
     ckpt.atomic_save_tensors(Path(args.out), {"probabilities" if args.soft else "masks": labels}, meta)
     print(json.dumps(stats))
     return 0
