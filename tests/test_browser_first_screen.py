@@ -1,6 +1,7 @@
 """The explorer as a newcomer meets it, in a real browser (Debian's Chromium through Playwright), on
 the shipped checkpoints: at 1440×900, and at 1280×720 in presenter mode, the photo and its mask are
-on the first screen (checked from their bounding boxes) and so is each tab's main picture; a clicked
+on the first screen (checked from their bounding boxes) and so is each tab's main picture, no
+picture's label runs under its buttons; a clicked
 point survives a tab switch and a checkpoint switch to another patch grid; a language switch
 leaves no text of the old language; a webcam snapshot (Chromium's test camera) becomes the photo. Screenshots of every tab at both sizes land in test-artifacts/.
 
@@ -26,6 +27,19 @@ WAIT_MS = 60_000
 MAIN_PICTURE = {"segment": "segment-overlay", "journey": None, "positions": "positions-similarity-learned",
                 "attention": "attention-heads", "knockout": "knockout-after", "epochs": "epochs-strip"}
 SIZES = [(1440, 900, False), (1280, 720, True)]
+
+
+# The pictures (with a download button) whose floating label overlaps their buttons.
+LABELS_UNDER_BUTTONS = """() => [...document.querySelectorAll('.block')]
+    .filter(block => block.offsetParent && block.querySelector(':scope > .image-container a.download-link'))
+    .filter(block => {
+        const label = block.querySelector(':scope > label[data-testid=block-label]');
+        const buttons = block.querySelector(':scope > .image-container .icon-button-wrapper');
+        if (!label || !buttons) return false;
+        const a = label.getBoundingClientRect(), b = buttons.getBoundingClientRect();
+        return a.right > b.left && b.right > a.left && a.bottom > b.top && b.bottom > a.top;
+    })
+    .map(block => block.id || block.innerText.slice(0, 40))"""
 
 
 def on_first_screen(page, elem_id: str, height: int) -> dict:
@@ -64,6 +78,7 @@ def test_the_photo_and_its_mask_come_first(width, height, presenter, tiny_checkp
             if picture:
                 page.wait_for_function(f"() => document.querySelector('#{picture} img')?.complete")
                 on_first_screen(page, picture, height)
+            assert page.evaluate(LABELS_UNDER_BUTTONS) == [], tab_id  # a long label wraps short of them
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / f"first-screen-{width}-{tab_id}.png"))  # the window, not the page
     assert not page_errors, page_errors
