@@ -1,7 +1,7 @@
 """The explorer as a newcomer meets it, in a real browser (Debian's Chromium through Playwright), on
 the shipped checkpoints: at 1440×900, and at 1280×720 in presenter mode, the photo and its mask are
 on the first screen (checked from their bounding boxes) and so is each tab's main picture, no
-picture's label runs under its buttons; a clicked
+picture's label runs under its buttons and no formula is wider than its column; a clicked
 point survives a tab switch and a checkpoint switch to another patch grid; a language switch
 leaves no text of the old language; a webcam snapshot (Chromium's test camera) becomes the photo. Screenshots of every tab at both sizes land in test-artifacts/.
 
@@ -42,6 +42,12 @@ LABELS_UNDER_BUTTONS = """() => [...document.querySelectorAll('.block')]
     .map(block => block.id || block.innerText.slice(0, 40))"""
 
 
+# The display formulas on screen that are wider than their column (cut off, or scrolled sideways).
+FORMULAS_TOO_WIDE = """() => [...document.querySelectorAll('.katex-display')]
+    .filter(formula => formula.offsetParent && formula.scrollWidth > formula.clientWidth + 1)
+    .map(formula => formula.innerText.slice(0, 40))"""
+
+
 def on_first_screen(page, elem_id: str, height: int) -> dict:
     box = page.locator(f"#{elem_id}").bounding_box()
     assert box is not None, elem_id
@@ -79,6 +85,7 @@ def test_the_photo_and_its_mask_come_first(width, height, presenter, tiny_checkp
                 page.wait_for_function(f"() => document.querySelector('#{picture} img')?.complete")
                 on_first_screen(page, picture, height)
             assert page.evaluate(LABELS_UNDER_BUTTONS) == [], tab_id  # a long label wraps short of them
+            assert page.evaluate(FORMULAS_TOO_WIDE) == [], tab_id  # each formula fits its column
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / f"first-screen-{width}-{tab_id}.png"))  # the window, not the page
     assert not page_errors, page_errors
