@@ -1,7 +1,8 @@
 """The explorer as a newcomer meets it, in a real browser (Debian's Chromium through Playwright), on
 the shipped checkpoints: at 1440×900, and at 1280×720 in presenter mode, the photo and its mask are
 on the first screen (checked from their bounding boxes) and so is each tab's main picture, no
-picture's label runs under its buttons and no formula is wider than its column; a clicked
+picture's label runs under its buttons or covers a gallery's thumbnails, and no formula is wider
+than its column; a clicked
 point survives a tab switch and a checkpoint switch to another patch grid; a language switch
 leaves no text of the old language; a webcam snapshot (Chromium's test camera) becomes the photo. Screenshots of every tab at both sizes land in test-artifacts/.
 
@@ -41,6 +42,16 @@ LABELS_UNDER_BUTTONS = """() => [...document.querySelectorAll('.block')]
     })
     .map(block => block.id || block.innerText.slice(0, 40))"""
 
+
+# The galleries whose floating label covers the top of their first thumbnail.
+THUMBNAILS_UNDER_LABELS = """() => [...document.querySelectorAll('.block')]
+    .filter(block => block.offsetParent && block.querySelector(':scope > .gallery-container .thumbnail-item'))
+    .filter(block => {
+        const label = block.querySelector(':scope > label[data-testid=block-label]');
+        const thumbnail = block.querySelector(':scope > .gallery-container .thumbnail-item');
+        return label && thumbnail.getBoundingClientRect().top < label.getBoundingClientRect().bottom;
+    })
+    .map(block => block.id || block.innerText.slice(0, 40))"""
 
 # The display formulas on screen that are wider than their column (cut off, or scrolled sideways).
 FORMULAS_TOO_WIDE = """() => [...document.querySelectorAll('.katex-display')]
@@ -86,6 +97,7 @@ def test_the_photo_and_its_mask_come_first(width, height, presenter, tiny_checkp
                 on_first_screen(page, picture, height)
             assert page.evaluate(LABELS_UNDER_BUTTONS) == [], tab_id  # a long label wraps short of them
             assert page.evaluate(FORMULAS_TOO_WIDE) == [], tab_id  # each formula fits its column
+            assert page.evaluate(THUMBNAILS_UNDER_LABELS) == [], tab_id  # a gallery starts below its label
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / f"first-screen-{width}-{tab_id}.png"))  # the window, not the page
     assert not page_errors, page_errors
