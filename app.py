@@ -33,6 +33,7 @@ from vitviz.training.checkpoint import CheckpointError, PathNotAllowed
 from vitviz.ui import attention, epochs, journey, knockout, positions, segment, tour, train
 from vitviz.ui.context import AnalysisKey, Context, PhotoStore
 from vitviz.ui.lazy import draw_now, lazy, want
+from vitviz.ui.widgets import gradio_words_css
 from vitviz.views.pictures import fit_photo
 
 TABS = (segment, journey, positions, attention, knockout, epochs)  # a tab's title is the text "shell.tab_<its id>"
@@ -41,6 +42,7 @@ THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_m
 CSS = Path(__file__).parent / "vitviz" / "ui" / "style.css"  # presenter mode, projector-friendly sizes
 # Presenter mode is a class on the page's body, switched in the browser (no server round trip).
 PRESENTER_JS = "(on) => { document.body.classList.toggle('presenter', on); }"
+LANGUAGE_JS = "(lang) => { document.body.dataset.lang = lang; }"  # for `widgets.gradio_words_css`
 # At most CONCURRENCY events compute at once (one per core) and at most QUEUE_SIZE wait: a burst
 # of clicks gets "queue full" instead of piling up work and memory.
 CONCURRENCY = min(4, os.cpu_count() or 1)
@@ -197,7 +199,7 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
             # A webcam snapshot or a pasted picture: Gradio hands over the file as it came (type
             # "filepath", no image_mode: it reads only the header), and the shell decodes it as an upload.
             camera = ctx.localized(gr.Image, {"label": "shell.camera"}, sources=["webcam", "clipboard"],
-                                   type="filepath", image_mode=None, height=150, elem_id="camera",
+                                   type="filepath", image_mode=None, height=210, elem_id="camera",
                                    webcam_options=gr.WebcamOptions(mirror=False))
             preview = ctx.localized(gr.Image, {"label": "shell.preview"}, interactive=False, height=130,
                                     format="png", buttons=[], elem_id="preview")
@@ -285,6 +287,7 @@ def build_app(checkpoint: str | os.PathLike = "checkpoints/default", checkpoints
                             list(language_outputs.values()), show_progress="hidden")
         demo.load(language_from_browser, browser_language, ctx.language, js="() => navigator.language")
         presenter.change(None, presenter, None, js=PRESENTER_JS)
+        ctx.language.change(None, ctx.language, None, js=LANGUAGE_JS)
         # A tour step opens its tab, which then draws.
         for step_event in guide.follow(tab_bar, shown_tab):
             redraw_tabs_after(step_event)
@@ -365,6 +368,7 @@ def main(argv: list[str] | None = None) -> None:
             block_fn.concurrency_id = "vitviz"
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, theme=THEME, css_paths=[CSS],
+                css=gradio_words_css(),
                 ssr_mode=False, max_file_size=MAX_BYTES, state_session_capacity=SESSIONS_KEPT)
 
 

@@ -150,6 +150,11 @@ def test_one_point_for_every_tab_and_checkpoint_and_a_complete_language_switch(t
         seconds = time.monotonic() - started
         print(f"language switch complete in the browser: {seconds:.2f} s")
         expect(page.locator("#segment-expect")).to_contain_text("期待できること")
+        # Gradio's own words in the upload and camera boxes (in the browser's language) give way to ours.
+        shown = page.evaluate("""() => ['#upload [data-testid=upload-text]', '#camera [title="grant webcam access"] .wrap']
+            .map(s => document.querySelector(s)).map(e => [getComputedStyle(e).fontSize, getComputedStyle(e, '::after').content])""")
+        assert shown == [["0px", json.dumps(i18n.text("shell.drop_photo", "ja"), ensure_ascii=False).replace("\\n", "\\a ")],
+                         ["0px", json.dumps(i18n.text("shell.use_camera", "ja"), ensure_ascii=False)]], shown
         screenshot(page, "language-switched-ja")
 
 

@@ -54,3 +54,13 @@ def test_class_names_are_translated_and_others_kept():
 ])
 def test_the_browser_language_picks_the_catalog(tag, lang):
     assert i18n.language_from_browser(tag) == lang
+
+
+def test_gradios_own_words_give_way_to_ours_in_every_language():
+    from vitviz.ui.widgets import GRADIO_WORDS, css_string, gradio_words_css
+
+    css = gradio_words_css()
+    for element, key in GRADIO_WORDS.items():
+        for lang in i18n.LANGUAGES:
+            assert f'body[data-lang="{lang}"] {element}::after {{ content: {css_string(i18n.text(key, lang))};' in css
+    assert css_string('say "hi"\\now\nthen') == '"say \\"hi\\"\\\\now\\A then"'  # quotes, backslashes, line breaks

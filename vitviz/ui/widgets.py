@@ -11,7 +11,7 @@ from typing import Any
 
 import gradio as gr
 
-from vitviz.app.i18n import DEFAULT, text
+from vitviz.app.i18n import DEFAULT, LANGUAGES, text
 from vitviz.app.inference import Analysis
 from vitviz.training.checkpoint import CheckpointError
 from vitviz.ui.context import AnalysisKey, Context
@@ -19,6 +19,32 @@ from vitviz.views.pictures import centre_patch, click_to_patch
 
 # The delimiters of the formulas in the tabs' Markdown: $$display$$ and $inline$.
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
+
+
+# Gradio writes a few words of its own (the upload box's "Drop File Here", the camera's "Click to
+# Access Webcam") in the browser's language and cannot switch them at run time. The page's language
+# picker marks <body data-lang="…"> and this style sheet puts our words for that language in their
+# place: the element: our text key.
+GRADIO_WORDS = {'#upload [data-testid="upload-text"]': "shell.drop_photo",
+                '#camera [title="grant webcam access"] .wrap': "shell.use_camera"}
+
+
+def css_string(words: str) -> str:
+    """`words` as a CSS string literal (line breaks kept: `white-space: pre-line`)."""
+    return '"' + words.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\A ") + '"'
+
+
+def gradio_words_css() -> str:
+    """CSS that hides Gradio's own words in `GRADIO_WORDS`' elements (their icons stay) and shows
+    ours in the language <body data-lang> names."""
+    rules = []
+    for element, key in GRADIO_WORDS.items():
+        rules.append(f"body[data-lang] {element} {{ font-size: 0; }}\n"
+                     f"body[data-lang] {element} > * {{ font-size: var(--text-lg); }}\n"
+                     f"body[data-lang] {element} .or {{ display: none; }}")
+        rules += [f"body[data-lang=\"{lang}\"] {element}::after {{ content: {css_string(text(key, lang))}; "
+                  f"white-space: pre-line; font-size: var(--text-lg); }}" for lang in LANGUAGES]
+    return "\n".join(rules)
 
 
 def figure(label: str, elem_id: str | None = None, fast: bool = False) -> gr.Image:
