@@ -25,9 +25,10 @@ class Session:
 
     def trigger(self, block: Block, event: str, event_data: gr.EventData | None = None) -> None:
         """What the browser does when `event` happens on `block` (e.g. "upload", "select"):
-        run its listeners and everything chained after them."""
+        run its listeners and everything chained after them. Listeners that are JavaScript only
+        (no Python function) run in the browser, not here."""
         for block_fn in self.demo.fns.values():
-            if (block._id, event) in block_fn.targets:
+            if (block._id, event) in block_fn.targets and block_fn.fn is not None:
                 self._run_chain(block_fn, event_data)
 
     def select_tab(self, tabs: gr.Tabs, tab_id: str) -> None:
