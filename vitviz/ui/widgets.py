@@ -24,9 +24,9 @@ LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": 
 # Gradio writes a few words of its own (the upload box's "Drop File Here", the camera's "Click to
 # Access Webcam") in the browser's language and cannot switch them at run time. The page's language
 # picker marks <body data-lang="…"> and this style sheet puts our words for that language in their
-# place: the element: our text key.
-GRADIO_WORDS = {'#upload [data-testid="upload-text"]': "shell.drop_photo",
-                '#camera [title="grant webcam access"] .wrap': "shell.use_camera"}
+# place. {element that holds Gradio's words: the key of ours}
+UPLOAD_WORDS = '#upload [data-testid="upload-text"]'  # "Drop File Here <span class="or">- or -</span> Click to Upload"
+GRADIO_WORDS = {UPLOAD_WORDS: "shell.drop_photo", '#camera [title="grant webcam access"] .wrap': "shell.use_camera"}
 
 
 def css_string(words: str) -> str:
@@ -37,11 +37,10 @@ def css_string(words: str) -> str:
 def gradio_words_css() -> str:
     """CSS that hides Gradio's own words in `GRADIO_WORDS`' elements (their icons stay) and shows
     ours in the language <body data-lang> names."""
-    rules = []
+    rules = [f"body[data-lang] {UPLOAD_WORDS} .or {{ display: none; }}"]  # the one word in an element of its own
     for element, key in GRADIO_WORDS.items():
         rules.append(f"body[data-lang] {element} {{ font-size: 0; }}\n"
-                     f"body[data-lang] {element} > * {{ font-size: var(--text-lg); }}\n"
-                     f"body[data-lang] {element} .or {{ display: none; }}")
+                     f"body[data-lang] {element} > * {{ font-size: var(--text-lg); }}")
         rules += [f"body[data-lang=\"{lang}\"] {element}::after {{ content: {css_string(text(key, lang))}; "
                   f"white-space: pre-line; font-size: var(--text-lg); }}" for lang in LANGUAGES]
     return "\n".join(rules)
